@@ -1,0 +1,9 @@
+from rest_framework.routers import DefaultRouter
+
+from accounts.api import views
+
+router = DefaultRouter(trailing_slash=True)
+router.register("users", views.UserViewSet)
+router.register("tokens", views.ApiTokenViewSet, basename="apitoken")
+
+urlpatterns = router.urls

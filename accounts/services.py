@@ -1,0 +1,131 @@
+"""Users, roles and API tokens. Every write is audited."""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import ApiToken, Role, User
+from fleet.audit import Actor, audit_record, snapshot
+from fleet.errors import FleetError
+from fleet.services import model_create, model_update
+
+TOKEN_PREFIX = "flt_"
+
+
+class AccountError(FleetError):
+    pass
+
+
+def hash_token(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: ApiToken
+    key: str  # shown to the caller once, never stored
+
+
+@transaction.atomic
+def token_create(*, actor: Actor, user: User, name: str, expires_in_days: int | None = None) -> IssuedToken:
+    """A new API token for `user`. Expiry defaults to settings.API_TOKEN_DEFAULT_DAYS; 0 means never."""
+    days = settings.API_TOKEN_DEFAULT_DAYS if expires_in_days is None else expires_in_days
+    if days < 0:
+        raise AccountError("validation_error", "expires_in_days must be 0 or more.")
+    key = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        user=user,
+        name=name,
+        prefix=key[:12],
+        key_hash=hash_token(key),
+        expires_at=timezone.now() + timedelta(days=days) if days else None,
+    )
+    audit_record(actor=actor, action="api_token.create", instance=token, after=snapshot(token))
+    return IssuedToken(token=token, key=key)
+
+
+@transaction.atomic
+def token_revoke(*, actor: Actor, token: ApiToken) -> ApiToken:
+    if token.revoked_at is not None:
+        return token
+    before = snapshot(token)
+    token.revoked_at = timezone.now()
+    token.save(update_fields=["revoked_at"])
+    audit_record(actor=actor, action="api_token.revoke", instance=token, before=before, after=snapshot(token))
+    return token
+
+
+def token_authenticate(*, key: str) -> ApiToken:
+    """The active token for `key`, or AccountError saying why not (unknown, revoked, expired)."""
+    token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(key)).first()
+    if token is None:
+        raise AccountError("invalid_token", "Invalid token.", status=401)
+    if token.revoked_at is not None:
+        raise AccountError("token_revoked", "Token has been revoked.", status=401)
+    if token.expires_at is not None and token.expires_at <= timezone.now():
+        raise AccountError("token_expired", "Token has expired.", status=401)
+    if not token.user.is_active:
+        raise AccountError("user_inactive", "User is inactive.", status=401)
+    # Touch at most once a minute: a hot automation loop should not write on every call.
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token
+
+
+@transaction.atomic
+def user_create(
+    *, actor: Actor, username: str, role: str = Role.VIEWER, email: str = "", password: str | None = None
+) -> User:
+    if User.objects.filter(username=username).exists():
+        raise AccountError(
+            "duplicate", f"A user named '{username}' already exists.", fields={"username": ["Taken."]}
+        )
+    user = model_create(
+        model=User,
+        actor=actor,
+        data={"username": username, "email": email, "role": role, "password": "!"},
+        action="user.create",
+    )
+    if password:
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.save(update_fields=["password"])
+    return user
+
+
+def user_update(*, actor: Actor, instance: User, data: dict) -> User:
+    if instance == actor.user and "role" in data and data["role"] != instance.role:
+        raise AccountError("forbidden", "You cannot change your own role.", status=403)
+    return model_update(instance=instance, actor=actor, data=data, action="user.update")
+
+
+@transaction.atomic
+def user_deactivate(*, actor: Actor, instance: User) -> None:
+    """Users are deactivated, not deleted, so the audit log keeps pointing at them."""
+    if instance == actor.user:
+        raise AccountError("forbidden", "You cannot deactivate yourself.", status=403)
+    before = snapshot(instance)
+    instance.is_active = False
+    instance.save(update_fields=["is_active"])
+    ApiToken.objects.filter(user=instance, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    audit_record(
+        actor=actor, action="user.deactivate", instance=instance, before=before, after=snapshot(instance)
+    )
+
+
+def admin_ensure(*, username: str = "admin") -> tuple[User, str | None]:
+    """The demo's admin user; the password is returned only when the user is created (printed once)."""
+    user = User.objects.filter(username=username).first()
+    if user is not None:
+        return user, None
+    password = secrets.token_urlsafe(12)
+    user = User.objects.create_superuser(username=username, email="", password=password, role=Role.ADMIN)
+    audit_record(actor=Actor.system("demo"), action="user.create", instance=user, after=snapshot(user))
+    return user, password

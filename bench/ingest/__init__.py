@@ -1,0 +1,1 @@
+"""Ingest benchmark: simulated publishers -> Mosquitto -> consumers -> PostgreSQL (see bench/README.md)."""

@@ -1,0 +1,103 @@
+"""Agent configuration file (JSON or TOML), e.g.
+
+    state_dir = "/var/lib/fleet-agent"
+    server_url = "https://fleet.example.com"
+    source = "rtsp://10.0.0.5:554/stream1"      # or a file, usb:0, synthetic:seed=3
+    detector = "builtin"                         # or "onnx" (the model installed by OTA)
+    hardware_model = "cam-x1"
+    alert_labels = ["person"]
+    ota_root_key = "<base64 Ed25519 root public key, pinned at manufacture>"
+
+Everything else has a default. The server's down/config overrides detection settings and
+the bandwidth policy at run time; this file only sets where the agent starts from.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from edge.agent.errors import AgentError
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    state_dir: Path
+    server_url: str | None = None
+    source: str = "synthetic:seed=1,duration=600"
+    detector: str = "builtin"
+    camera: str = "cam0"
+    hardware_model: str = "generic"
+    alert_labels: tuple[str, ...] = ("person",)
+    # A file or synthetic source is replayed at its own frame rate and started over at its end.
+    realtime: bool = True
+    loop_source: bool = True
+    detection: dict[str, Any] = field(default_factory=dict)  # initial config["detection"]
+    bandwidth: dict[str, Any] = field(default_factory=dict)  # initial config["bandwidth"]
+    queue_quota_mb: float = 256.0
+    queue_min_free_mb: float = 16.0
+    mqtt_protocol: str = "3.1.1"  # "5" for Mosquitto; the embedded broker speaks 3.1.1 only
+    mqtt_host: str | None = None  # override the endpoint stored at enrollment
+    mqtt_port: int | None = None
+    keepalive_s: int = 30
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    publish_timeout_s: float = 10.0
+    telemetry_sample_s: float = 10.0
+    telemetry_interval_s: float = 60.0
+    # Renew when less than this share of the certificate's lifetime is left.
+    renew_remaining: float = 0.33
+    renew_retry_s: float = 3600.0
+    ota_root_key: str | None = None
+    ota_grace_s: float = 30.0
+    log_level: str = "info"
+    log_buffer_lines: int = 20000
+
+    def __post_init__(self) -> None:
+        if self.detector not in ("builtin", "onnx"):
+            raise AgentError("bad_config", f"detector must be builtin or onnx, not {self.detector!r}")
+        if self.mqtt_protocol not in ("3.1.1", "5"):
+            raise AgentError("bad_config", f"mqtt_protocol must be 3.1.1 or 5, not {self.mqtt_protocol!r}")
+        if not 0 < self.renew_remaining < 1:
+            raise AgentError("bad_config", "renew_remaining must lie in (0, 1)")
+        if self.reconnect_min_s <= 0 or self.reconnect_max_s < self.reconnect_min_s:
+            raise AgentError("bad_config", "0 < reconnect_min_s <= reconnect_max_s")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, base_dir: Path | None = None) -> AgentConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise AgentError("bad_config", f"unknown keys {unknown}")
+        if "state_dir" not in data:
+            raise AgentError("bad_config", "state_dir is required")
+        values = dict(data)
+        state_dir = Path(values["state_dir"]).expanduser()
+        if base_dir is not None and not state_dir.is_absolute():
+            state_dir = base_dir / state_dir  # relative to the config file, not the cwd
+        values["state_dir"] = state_dir
+        if "alert_labels" in values:
+            values["alert_labels"] = tuple(values["alert_labels"])
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise AgentError("bad_config", str(exc)) from None
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    """Read a .toml or .json agent configuration."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise AgentError("bad_config", f"cannot read {path}: {exc}") from None
+    try:
+        data = tomllib.loads(raw.decode()) if path.suffix == ".toml" else json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AgentError("bad_config", f"{path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise AgentError("bad_config", f"{path}: top level must be a table/object")
+    return AgentConfig.from_dict(data, base_dir=path.parent.resolve())

@@ -1,0 +1,1 @@
+"""The fleet simulator: many virtual devices on one asyncio loop (see edge.simulate)."""

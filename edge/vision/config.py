@@ -1,0 +1,92 @@
+"""Detection settings, in the shape the server sends in down/config `config["detection"]`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge.vision.errors import VisionError
+
+
+@dataclass(frozen=True)
+class Zone:
+    name: str
+    polygon: tuple[tuple[float, float], ...]  # normalised [0, 1] frame coordinates, origin top-left
+
+    def contains(self, x: float, y: float) -> bool:
+        """Even-odd ray casting on normalised coordinates."""
+        inside = False
+        pts = self.polygon
+        for (x1, y1), (x2, y2) in zip(pts, pts[1:] + pts[:1], strict=True):
+            if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
+                inside = not inside
+        return inside
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    labels: frozenset[str] = frozenset()  # empty: every label
+    min_score: float = 0.5
+    zones: tuple[Zone, ...] = ()  # empty: the whole frame
+    sample_fps: float = 5.0
+    # Share of the frame that must be foreground to open the motion gate. 0.002 of a 640x360
+    # frame is ~460 px: a person 40 px tall far away is ~600 px.
+    motion_threshold: float = 0.002
+    clip_pre_s: float = 3.0
+    clip_post_s: float = 5.0
+    detector: str = "builtin"
+    extra: Mapping[str, Any] = field(default_factory=dict)  # keys this agent does not know yet
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> DetectionConfig:
+        """Validate `config["detection"]`; missing keys take defaults, unknown keys are kept aside."""
+        data = dict(data or {})
+        known = {
+            "labels", "min_score", "zones", "sample_fps", "motion_threshold",
+            "clip_pre_s", "clip_post_s", "detector",
+        }  # fmt: skip
+        try:
+            zones = tuple(_zone(z) for z in data.get("zones") or [])
+            cfg = cls(
+                labels=frozenset(str(x) for x in data.get("labels") or []),
+                min_score=float(data.get("min_score", cls.min_score)),
+                zones=zones,
+                sample_fps=float(data.get("sample_fps", cls.sample_fps)),
+                motion_threshold=float(data.get("motion_threshold", cls.motion_threshold)),
+                clip_pre_s=float(data.get("clip_pre_s", cls.clip_pre_s)),
+                clip_post_s=float(data.get("clip_post_s", cls.clip_post_s)),
+                detector=str(data.get("detector", cls.detector)),
+                extra={k: v for k, v in data.items() if k not in known},
+            )
+        except (TypeError, ValueError, KeyError) as exc:
+            raise VisionError("bad_config", str(exc)) from exc
+        if not 0 <= cfg.min_score <= 1 or not 0 <= cfg.motion_threshold <= 1:
+            raise VisionError("bad_config", "min_score and motion_threshold must lie in [0, 1]")
+        if not 0 < cfg.sample_fps <= 60 or cfg.clip_pre_s < 0 or cfg.clip_post_s < 0:
+            raise VisionError("bad_config", "sample_fps must lie in (0, 60], clip lengths >= 0")
+        if cfg.detector not in ("builtin", "onnx"):
+            raise VisionError("bad_config", f"unknown detector {cfg.detector!r}")
+        return cfg
+
+    def label_allowed(self, label: str) -> bool:
+        return not self.labels or label in self.labels
+
+    def zone_for(self, bbox: tuple[float, float, float, float]) -> str | None:
+        """The first zone holding the box's bottom centre (where a person stands); '' if no zones."""
+        if not self.zones:
+            return ""
+        x, y, w, h = bbox
+        foot = (x + w / 2, y + h)
+        return next((z.name for z in self.zones if z.contains(*foot)), None)
+
+
+def _zone(raw: Mapping[str, Any]) -> Zone:
+    pts = np.asarray(raw["polygon"], dtype=float)
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3:
+        raise ValueError(f"zone {raw.get('name')!r}: polygon needs at least 3 [x, y] points")
+    if (pts < 0).any() or (pts > 1).any():
+        raise ValueError(f"zone {raw.get('name')!r}: polygon points must be normalised to [0, 1]")
+    return Zone(name=str(raw["name"]), polygon=tuple((float(x), float(y)) for x, y in pts))

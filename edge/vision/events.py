@@ -1,0 +1,198 @@
+"""Event builder: tracks become events with a best-frame thumbnail and a pre/post clip.
+
+An event starts when a track is confirmed and passes the label filter, min_score and zones
+(it may qualify later, e.g. when it walks into a zone); it ends when the track is lost. Each
+event is reported twice with the same event_id: at start (end None, no media) so an alert can
+go out at once, and when complete (end set, thumbnail and clip attached).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge.vision.config import DetectionConfig
+from edge.vision.frame import Frame
+from edge.vision.media import CLIP_CONTENT_TYPE, encode_clip, encode_thumbnail
+from edge.vision.tracker import Track, TrackUpdate
+
+
+@dataclass(frozen=True)
+class DetectionEvent:
+    event_id: str  # uuid4 hex; the same for the start and the end report
+    camera: str
+    label: str
+    score: float
+    bbox: tuple[float, float, float, float]  # x, y, w, h normalised to the frame, origin top-left
+    start: float
+    end: float | None  # None: the event has just started
+    zone: str | None
+    track_id: int
+    thumbnail_jpeg: bytes | None = None
+    clip: bytes | None = None
+    clip_content_type: str = CLIP_CONTENT_TYPE
+
+    def metadata(self) -> dict:
+        """The event as it goes in up/events (protocol.up.Detection shape); media by sha256."""
+        media = []
+        if self.thumbnail_jpeg:
+            media.append({"kind": "snapshot", "sha256": hashlib.sha256(self.thumbnail_jpeg).hexdigest()})
+        if self.clip:
+            media.append({"kind": "clip", "sha256": hashlib.sha256(self.clip).hexdigest()})
+        out = {
+            "event_id": self.event_id,
+            "camera": self.camera,
+            "label": self.label,
+            "score": round(self.score, 4),
+            "bbox": [round(v, 4) for v in self.bbox],
+            "start": self.start,
+            "end": self.end,
+            "media": media,
+        }
+        if self.zone:
+            out["zone"] = self.zone
+        return out
+
+
+@dataclass
+class _Open:
+    event_id: str
+    track: Track
+    start: float
+    zone: str | None
+    frames: list[np.ndarray]
+    best_key: tuple = ()
+    best_image: np.ndarray | None = None
+    best_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    end: float | None = None
+
+
+class EventBuilder:
+    def __init__(
+        self,
+        config: DetectionConfig,
+        *,
+        camera: str,
+        clip_width: int = 320,
+        clip_max_s: float = 20.0,
+        thumb_max_side: int = 160,
+    ) -> None:
+        self.config = config
+        self.camera = camera
+        self.clip_width = clip_width
+        self.clip_max_frames = max(1, round(clip_max_s * config.sample_fps))
+        self.thumb_max_side = thumb_max_side
+        self._ring: deque[tuple[float, np.ndarray]] = deque()
+        self._open: dict[int, _Open] = {}
+        self._closing: list[_Open] = []
+        self._size = (1, 1)
+
+    def update(self, frame: Frame, tracks: TrackUpdate) -> list[DetectionEvent]:
+        h, w = frame.image.shape[:2]
+        self._size = (w, h)
+        small = self._small(frame.image)
+        self._ring.append((frame.ts, small))
+        while self._ring and self._ring[0][0] < frame.ts - self.config.clip_pre_s - 1e-6:
+            self._ring.popleft()
+        out: list[DetectionEvent] = []
+        for track in tracks.active:
+            ev = self._open.get(track.track_id)
+            if ev is None:
+                ev = self._maybe_start(track)
+                if ev is None:
+                    continue
+                out.append(self._report(ev))
+            self._consider_best(ev, track, frame.image)
+        for ev in self._open.values():
+            if len(ev.frames) < self.clip_max_frames and ev.frames[-1] is not small:
+                ev.frames.append(small)
+        for track in tracks.lost:
+            ev = self._open.pop(track.track_id, None)
+            if ev is not None:
+                ev.end = track.last_ts
+                self._closing.append(ev)
+        still = []
+        for ev in self._closing:
+            if len(ev.frames) < self.clip_max_frames and ev.frames[-1] is not small:
+                ev.frames.append(small)
+            if frame.ts >= (ev.end or 0.0) + self.config.clip_post_s - 1e-6:
+                out.append(self._finish(ev))
+            else:
+                still.append(ev)
+        self._closing = still
+        return out
+
+    def flush(self, lost: list[Track]) -> list[DetectionEvent]:
+        """End of stream: finish every open and closing event with what was recorded."""
+        for track in lost:
+            ev = self._open.pop(track.track_id, None)
+            if ev is not None:
+                ev.end = track.last_ts
+                self._closing.append(ev)
+        for ev in self._open.values():
+            ev.end = ev.track.last_ts
+            self._closing.append(ev)
+        self._open = {}
+        done = [self._finish(ev) for ev in self._closing]
+        self._closing = []
+        return done
+
+    def _small(self, image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        if w <= self.clip_width:
+            return image.copy()
+        size = (self.clip_width, max(2, round(h * self.clip_width / w / 2) * 2))
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+    def _norm(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        w, h = self._size
+        x0, y0 = min(max(box[0] / w, 0.0), 1.0), min(max(box[1] / h, 0.0), 1.0)
+        x1, y1 = min(max((box[0] + box[2]) / w, 0.0), 1.0), min(max((box[1] + box[3]) / h, 0.0), 1.0)
+        return (x0, y0, x1 - x0, y1 - y0)
+
+    def _maybe_start(self, track: Track) -> _Open | None:
+        cfg = self.config
+        if not cfg.label_allowed(track.label) or track.best_score < cfg.min_score:
+            return None
+        zone = cfg.zone_for(self._norm(track.box))
+        if zone is None:
+            return None
+        pre = [img for _, img in self._ring][-self.clip_max_frames :]
+        ev = _Open(uuid.uuid4().hex, track, track.first_ts, zone or None, pre)
+        self._open[track.track_id] = ev
+        return ev
+
+    def _consider_best(self, ev: _Open, track: Track, image: np.ndarray) -> None:
+        w, h = self._size
+        x, y, bw, bh = track.box
+        inside = x > 1 and y > 1 and x + bw < w - 1 and y + bh < h - 1  # whole object in view
+        key = (inside, round(track.score, 2), bw * bh)
+        if not ev.best_key or key > ev.best_key:
+            ev.best_key, ev.best_image, ev.best_box = key, image.copy(), track.box
+
+    def _report(self, ev: _Open, *, final: bool = False) -> DetectionEvent:
+        thumb = clip = None
+        if final and ev.best_image is not None:
+            thumb = encode_thumbnail(ev.best_image, ev.best_box, max_side=self.thumb_max_side)
+            clip = encode_clip(ev.frames, fps=self.config.sample_fps)
+        return DetectionEvent(
+            event_id=ev.event_id,
+            camera=self.camera,
+            label=ev.track.label,
+            score=float(ev.track.best_score),
+            bbox=self._norm(ev.best_box if ev.best_image is not None else ev.track.box),
+            start=ev.start,
+            end=ev.end if final else None,
+            zone=ev.zone,
+            track_id=ev.track.track_id,
+            thumbnail_jpeg=thumb,
+            clip=clip,
+        )
+
+    def _finish(self, ev: _Open) -> DetectionEvent:
+        return self._report(ev, final=True)

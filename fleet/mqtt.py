@@ -1,0 +1,321 @@
+"""The server's one MQTT client factory and its process-wide publisher.
+
+Every server-side MQTT connection (the ingest, the publisher that OTA, commands and
+config use) is made here, from settings: TLS with the server's client certificate
+(or plain TCP when MQTT_TLS is false), MQTT 5 with a fallback to 3.1.1 for brokers
+that refuse it (the embedded amqtt broker), paho's callback API v2.
+
+    from fleet import mqtt
+    mqtt.publish(topics.down(device_id, "cmd"), payload)           # waits for the PUBACK
+    mqtt.publish_on_commit(topics.down(device_id, "config"), payload, retain=True)  # in a service
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from django.conf import settings
+from django.db import transaction
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from prometheus_client import Counter
+
+from fleet.errors import FleetError
+from fleet.pki import INGEST_IDENTITY
+
+log = logging.getLogger(__name__)
+
+MQTT_V5 = paho.MQTTv5
+MQTT_V311 = paho.MQTTv311
+# CONNACK reason codes that mean "this broker does not speak MQTT 5": 0x84 Unsupported
+# Protocol Version (v5 code) and 1 (3.1.1 "unacceptable protocol version").
+_UNSUPPORTED_PROTOCOL = {132, 1}
+
+PUBLISHED = Counter("fleet_mqtt_published_total", "Messages the server published", ["result"])
+
+
+class MqttError(FleetError):
+    """The broker cannot be reached or did not acknowledge in time."""
+
+    status = 503
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    host: str
+    port: int
+    tls: bool
+    ca_file: str
+    cert_file: str
+    key_file: str
+    protocol: str  # "auto" (5, falling back to 3.1.1), "5" or "3.1.1"
+    keepalive: int
+
+    @classmethod
+    def from_settings(cls) -> BrokerConfig:
+        return cls(
+            host=settings.MQTT_HOST,
+            port=settings.MQTT_PORT,
+            tls=settings.MQTT_TLS,
+            ca_file=settings.MQTT_CA_FILE,
+            cert_file=settings.MQTT_CLIENT_CERT,
+            key_file=settings.MQTT_CLIENT_KEY,
+            protocol=getattr(settings, "MQTT_PROTOCOL", "auto"),
+            keepalive=getattr(settings, "MQTT_KEEPALIVE_S", 30),
+        )
+
+    def protocols(self) -> tuple[int, ...]:
+        if self.protocol in ("5", "5.0"):
+            return (MQTT_V5,)
+        if self.protocol in ("3.1.1", "311", "4"):
+            return (MQTT_V311,)
+        return (MQTT_V5, MQTT_V311)
+
+
+def client_id_for(role: str) -> str:
+    """A client id that names the process, so the broker log says who is connected. It starts with
+    the server certificate's CN: brokers accept only "<CN>" or "<CN>-<suffix>" for that identity."""
+    host = socket.gethostname()[:32]
+    return f"{INGEST_IDENTITY}-{role}-{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Connection:
+    """One paho client with its network thread, connected to the broker with a known protocol.
+
+    `generation` grows on every successful (re)connect: message ids (mids) are only
+    valid on the connection that received them, so a consumer acknowledging after a
+    reconnect must skip mids of an older generation (the broker redelivers those).
+    """
+
+    def __init__(
+        self,
+        *,
+        config: BrokerConfig,
+        protocol: int,
+        client_id: str,
+        clean_start: bool,
+        session_expiry_s: int | None,
+        receive_maximum: int | None,
+        manual_ack: bool,
+        on_connect: Callable[[Connection, bool], None] | None,
+        on_message: Callable[[Connection, paho.MQTTMessage], None] | None,
+        reconnect_min_delay: float = 1.0,
+    ) -> None:
+        self.config = config
+        self.protocol = protocol
+        self.client_id = client_id
+        self.generation = 0
+        self.refused: int | None = None  # CONNACK failure code of the last attempt
+        self._clean_start = clean_start
+        self._user_on_connect = on_connect
+        self._changed = threading.Condition()
+        kwargs: dict[str, Any] = {"client_id": client_id, "protocol": protocol, "manual_ack": manual_ack}
+        if protocol != MQTT_V5:
+            kwargs["clean_session"] = clean_start
+        client = paho.Client(CallbackAPIVersion.VERSION2, **kwargs)
+        if config.tls:
+            context = ssl.create_default_context(cafile=config.ca_file)
+            context.load_cert_chain(config.cert_file, config.key_file)
+            client.tls_set_context(context)
+        client.reconnect_delay_set(min_delay=reconnect_min_delay, max_delay=10)
+        # Outgoing QoS 1 window: the publisher has many in flight, not paho's default 20.
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        if on_message is not None:
+            client.on_message = lambda _c, _u, message: on_message(self, message)
+        self.client = client
+        self._properties: Properties | None = None
+        if protocol == MQTT_V5:
+            props = Properties(PacketTypes.CONNECT)
+            if session_expiry_s:
+                props.SessionExpiryInterval = session_expiry_s
+            if receive_maximum:
+                # How many unacknowledged QoS 1 messages the broker may send us: the ingest's batch window.
+                props.ReceiveMaximum = min(receive_maximum, 65535)
+            self._properties = props
+
+    @property
+    def connected(self) -> bool:
+        return self.client.is_connected()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        code = reason_code.value if hasattr(reason_code, "value") else int(reason_code)
+        with self._changed:
+            if code == 0:
+                self.generation += 1
+                self.refused = None
+            else:
+                self.refused = code
+            self._changed.notify_all()
+        if code == 0 and self._user_on_connect is not None:
+            self._user_on_connect(self, bool(getattr(flags, "session_present", False)))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def start(self, timeout: float) -> bool:
+        """Connect and start the network thread; True once CONNACK accepted within `timeout`."""
+        kwargs: dict[str, Any] = {"keepalive": self.config.keepalive}
+        if self.protocol == MQTT_V5:
+            kwargs["clean_start"] = self._clean_start
+            kwargs["properties"] = self._properties
+        self.client.connect(self.config.host, self.config.port, **kwargs)
+        self.client.loop_start()
+        return self.wait_connected(timeout)
+
+    def wait_connected(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not self.connected and self.refused is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._changed.wait(remaining)
+        return self.connected
+
+    def ack(self, mid: int, qos: int, generation: int) -> bool:
+        """Acknowledge a message received with manual_ack; False (and no ack) if the connection changed."""
+        if generation != self.generation or not self.connected:
+            return False
+        return self.client.ack(mid, qos) == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def close(self) -> None:
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+
+
+def connect(
+    *,
+    client_id: str,
+    clean_start: bool = True,
+    session_expiry_s: int | None = None,
+    receive_maximum: int | None = None,
+    manual_ack: bool = False,
+    on_connect: Callable[[Connection, bool], None] | None = None,
+    on_message: Callable[[Connection, paho.MQTTMessage], None] | None = None,
+    timeout: float = 10.0,
+    config: BrokerConfig | None = None,
+    reconnect_min_delay: float = 1.0,
+) -> Connection:
+    """A connected client: MQTT 5 if the broker speaks it, else 3.1.1. Raises MqttError."""
+    config = config or BrokerConfig.from_settings()
+    last_error = "no protocol tried"
+    for protocol in config.protocols():
+        conn = Connection(
+            config=config,
+            protocol=protocol,
+            client_id=client_id,
+            clean_start=clean_start,
+            session_expiry_s=session_expiry_s,
+            receive_maximum=receive_maximum,
+            manual_ack=manual_ack,
+            on_connect=on_connect,
+            on_message=on_message,
+            reconnect_min_delay=reconnect_min_delay,
+        )
+        try:
+            if conn.start(timeout):
+                return conn
+        except (OSError, ssl.SSLError) as exc:
+            conn.client.loop_stop()
+            raise MqttError(
+                "mqtt_unavailable", f"MQTT broker {config.host}:{config.port} unreachable: {exc}"
+            ) from exc
+        refused = conn.refused
+        conn.close()
+        last_error = f"CONNACK {refused}" if refused is not None else "no CONNACK in time"
+        # Only a refusal of the protocol version (or a broker that hangs up on a v5
+        # CONNECT) moves on to 3.1.1; bad credentials are not retried.
+        if refused is not None and refused not in _UNSUPPORTED_PROTOCOL:
+            break
+    raise MqttError(
+        "mqtt_unavailable", f"MQTT broker {config.host}:{config.port} refused the connection: {last_error}"
+    )
+
+
+# -- the process-wide publisher ------------------------------------------------------------------
+
+_publisher: Connection | None = None
+_publisher_pid: int | None = None
+_publisher_lock = threading.Lock()
+
+
+def _get_publisher(timeout: float) -> Connection:
+    global _publisher, _publisher_pid
+    with _publisher_lock:
+        # A forked worker (gunicorn, Celery prefork) must not share its parent's socket.
+        if _publisher is None or _publisher_pid != os.getpid():
+            _publisher = connect(client_id=client_id_for("pub"), timeout=timeout)
+            _publisher_pid = os.getpid()
+        publisher = _publisher
+    if not publisher.connected and not publisher.wait_connected(timeout):
+        raise MqttError("mqtt_unavailable", "MQTT broker is not connected (reconnecting)")
+    return publisher
+
+
+def publish(
+    topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, timeout: float | None = None
+) -> None:
+    """Publish and, for QoS 1, wait until the broker acknowledges (PUBACK). Raises MqttError.
+
+    On a timeout the message may still sit in paho's queue and go out after a
+    reconnect: delivery is at least once, which devices handle by message id.
+    """
+    timeout = settings.MQTT_PUBLISH_TIMEOUT_S if timeout is None else timeout
+    publisher = _get_publisher(timeout)
+    info = publisher.client.publish(topic, payload, qos=qos, retain=retain)
+    if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+        PUBLISHED.labels("error").inc()
+        raise MqttError("mqtt_publish_failed", f"publish to {topic} failed: {paho.error_string(info.rc)}")
+    if qos:
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError) as exc:
+            PUBLISHED.labels("error").inc()
+            raise MqttError("mqtt_publish_failed", f"publish to {topic} failed: {exc}") from exc
+        if not info.is_published():
+            PUBLISHED.labels("timeout").inc()
+            raise MqttError("mqtt_timeout", f"no PUBACK for {topic} within {timeout:.1f} s")
+    PUBLISHED.labels("ok").inc()
+
+
+def publish_on_commit(topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+    """Publish once the current transaction commits (never for a rolled-back change).
+
+    A failure after the commit cannot undo the change: it is logged and counted
+    (fleet_mqtt_published_total{result="error"}); retained desired state (config,
+    OTA offers) is republished by its owner's reconciliation.
+    """
+
+    def send() -> None:
+        try:
+            publish(topic, payload, qos=qos, retain=retain)
+        except MqttError:
+            log.exception("publish after commit failed", extra={"topic": topic})
+
+    transaction.on_commit(send)
+
+
+def close_publisher() -> None:
+    """Disconnect the process-wide publisher (tests, shutdown)."""
+    global _publisher
+    with _publisher_lock:
+        if _publisher is not None:
+            _publisher.close()
+            _publisher = None

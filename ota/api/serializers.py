@@ -1,0 +1,210 @@
+from rest_framework import serializers
+
+from devices.models import HardwareModel
+from fleet.api.serializers import StrictModelSerializer, StrictSerializer
+from ota.models import Deployment, DeviceUpdate, KeyListDocument, ModelArtifact, Release, SigningKey
+
+
+class HardwareNamesField(serializers.ListField):
+    """Hardware models by name; reads the prefetch cache."""
+
+    child = serializers.CharField(max_length=100)
+
+    def to_representation(self, data):
+        return sorted(hw.name for hw in data.all())
+
+
+class ModelArtifactSerializer(StrictModelSerializer):
+    hardware_models = HardwareNamesField(required=False, max_length=256)
+
+    class Meta:
+        model = ModelArtifact
+        fields = [
+            "id",
+            "name",
+            "version",
+            "sha256",
+            "size",
+            "input_shape",
+            "labels",
+            "hardware_models",
+            "notes",
+            "created_at",
+        ]
+        read_only_fields = ["sha256", "size", "input_shape"]
+
+
+class ArtifactUploadSerializer(StrictSerializer):
+    """multipart/form-data: the ONNX file and what it is."""
+
+    file = serializers.FileField()
+    name = serializers.CharField(max_length=100)
+    version = serializers.CharField(max_length=64)
+    hardware_models = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, default=list
+    )
+    labels = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
+    notes = serializers.CharField(max_length=4000, required=False, default="", allow_blank=True)
+
+    def validate_hardware_models(self, names):
+        found = {hw.name: hw for hw in HardwareModel.objects.filter(name__in=names)}
+        unknown = sorted(set(names) - set(found))
+        if unknown:
+            raise serializers.ValidationError(f"Unknown hardware model(s): {', '.join(unknown)}.")
+        return [found[n] for n in dict.fromkeys(names)]
+
+
+class ReleaseSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="track.name", read_only=True)
+    hardware_models = HardwareNamesField(read_only=True)
+    signed_by = serializers.CharField(source="signed_by.keyid", read_only=True)
+
+    class Meta:
+        model = Release
+        fields = [
+            "id",
+            "model",
+            "version",
+            "serial",
+            "artifact",
+            "hardware_models",
+            "min_agent_version",
+            "expires_at",
+            "signed_by",
+            "rollback_of",
+            "notes",
+            "manifest",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class ReleaseCreateSerializer(StrictSerializer):
+    artifact = serializers.PrimaryKeyRelatedField(queryset=ModelArtifact.objects.all())
+    hardware_models = serializers.ListField(
+        child=serializers.CharField(max_length=100), min_length=1, max_length=256
+    )
+    min_agent_version = serializers.RegexField(r"^\d+(\.\d+)*$", max_length=64, required=False, default="1.0")
+    version = serializers.CharField(max_length=64, required=False, default="")
+    expires_days = serializers.IntegerField(
+        min_value=1, max_value=3650, required=False, allow_null=True, default=None
+    )
+    notes = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
+
+
+class DeploymentSerializer(StrictModelSerializer):
+    release = serializers.PrimaryKeyRelatedField(queryset=Release.objects.all())
+    targets = serializers.DictField(
+        help_text='Any of {"devices": [device_id], "groups": [id], "tags": [name], "sites": [id], '
+        '"hardware_models": [id], "saved_filters": [id]}; a device matching any is targeted.'
+    )
+    waves = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=100), required=False)
+    canary_devices = serializers.ListField(
+        child=serializers.CharField(max_length=63), required=False, max_length=500
+    )
+    deployment_id = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Deployment
+        fields = [
+            "id",
+            "deployment_id",
+            "name",
+            "release",
+            "state",
+            "state_reason",
+            "targets",
+            "excluded",
+            "canary_devices",
+            "canary_count",
+            "waves",
+            "soak_s",
+            "max_concurrent",
+            "max_per_minute",
+            "pause_failure_rate",
+            "abort_failure_rate",
+            "min_finished",
+            "device_timeout_s",
+            "window_start",
+            "window_end",
+            "auto_rollback",
+            "scheduled_at",
+            "plan",
+            "current_wave",
+            "rollback_of",
+            "started_at",
+            "finished_at",
+            "created_at",
+        ]
+        read_only_fields = [
+            "state",
+            "state_reason",
+            "excluded",
+            "plan",
+            "current_wave",
+            "rollback_of",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class AbortSerializer(StrictSerializer):
+    rollback = serializers.BooleanField(required=False, default=False)
+    reason = serializers.CharField(max_length=300, required=False, default="", allow_blank=True)
+
+
+class PauseSerializer(StrictSerializer):
+    reason = serializers.CharField(max_length=300, required=False, default="", allow_blank=True)
+
+
+class DeviceUpdateSerializer(serializers.ModelSerializer):
+    device = serializers.CharField(source="device.device_id", read_only=True)
+
+    class Meta:
+        model = DeviceUpdate
+        fields = [
+            "id",
+            "device",
+            "wave",
+            "state",
+            "reason",
+            "progress",
+            "notified_at",
+            "delivered_at",
+            "finished_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class SigningKeySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SigningKey
+        fields = ["id", "keyid", "role", "public_key", "created_at", "revoked_at"]
+        read_only_fields = fields
+
+
+class KeyListSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = KeyListDocument
+        fields = ["id", "version", "expires_at", "document", "created_at"]
+        read_only_fields = fields
+
+
+class KeyListPublishSerializer(StrictSerializer):
+    document = serializers.DictField(
+        help_text='A root-signed key list: {"signed": {...}, "signatures": [...]}.'
+    )
+
+
+class ProgressSerializer(serializers.Serializer):
+    state = serializers.CharField()
+    total = serializers.IntegerField()
+    counts = serializers.DictField(child=serializers.IntegerField())
+    finished = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    failure_rate = serializers.FloatField()
+    current_wave = serializers.IntegerField()
+    wave_count = serializers.IntegerField()
+    eta_s = serializers.FloatField(allow_null=True)
+    waves = serializers.ListField(child=serializers.DictField())

@@ -1,0 +1,152 @@
+"""Releases: a signed manifest per artifact, with a serial that only ever increases per model track."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from devices.models import HardwareModel
+from fleet.audit import Actor, audit_record, snapshot
+from fleet.services import model_delete
+from ota.errors import OtaError
+from ota.models import Deployment, ModelArtifact, Release, ReleaseTrack
+from ota.services.keys import active_release_key, current_keylist, iso, root_public_key
+from protocol.errors import ManifestError
+from protocol.manifest import release_signed, sign_document, verify_keylist, verify_manifest
+
+
+def artifact_url(artifact: ModelArtifact) -> str:
+    """The stable URL named in the manifest; offers add a short-lived presigned URL next to it."""
+    return f"{settings.PUBLIC_URL}/api/v1/artifacts/{artifact.pk}/download"
+
+
+def _hardware(names: list[str]) -> list[HardwareModel]:
+    if not names:
+        raise OtaError(
+            "validation_error", "Name at least one hardware model.", fields={"hardware_models": ["Required."]}
+        )
+    found = {hw.name: hw for hw in HardwareModel.objects.filter(name__in=names)}
+    unknown = sorted(set(names) - set(found))
+    if unknown:
+        raise OtaError(
+            "unknown_hardware",
+            f"Unknown hardware model(s): {', '.join(unknown)}.",
+            fields={"hardware_models": [f"Unknown: {', '.join(unknown)}."]},
+        )
+    return [found[n] for n in dict.fromkeys(names)]
+
+
+def _allocate_serial(name: str) -> int:
+    """Next serial of a track. The row lock serialises concurrent releases, so no number is handed out twice."""
+    try:
+        with transaction.atomic():
+            ReleaseTrack.objects.get_or_create(name=name)
+    except IntegrityError:
+        pass  # created concurrently: it exists now
+    track = ReleaseTrack.objects.select_for_update().get(name=name)
+    track.last_serial += 1
+    track.save(update_fields=["last_serial"])
+    return track.last_serial
+
+
+@transaction.atomic
+def release_create(
+    *,
+    actor: Actor,
+    artifact: ModelArtifact,
+    hardware_models: list[str],
+    min_agent_version: str = "1.0",
+    version: str = "",
+    expires_days: int | None = None,
+    notes: str = "",
+    rollback_of: Deployment | None = None,
+    now: dt.datetime | None = None,
+) -> Release:
+    """Sign a manifest for `artifact` with the active release key, under the track's next serial."""
+    now = now or timezone.now()
+    hardware = _hardware(hardware_models)
+    allowed = set(artifact.hardware_models.values_list("name", flat=True))
+    if allowed and not {hw.name for hw in hardware} <= allowed:
+        extra = sorted({hw.name for hw in hardware} - allowed)
+        raise OtaError(
+            "incompatible_hardware",
+            f"Artifact {artifact} does not target {', '.join(extra)}.",
+            fields={"hardware_models": [f"Artifact targets only {', '.join(sorted(allowed))}."]},
+        )
+    days = expires_days if expires_days is not None else settings.OTA_RELEASE_EXPIRY_DAYS
+    if not 1 <= days <= 3650:
+        raise OtaError(
+            "validation_error", "Expiry must be 1..3650 days.", fields={"expires_days": ["1..3650."]}
+        )
+    key_row, key = active_release_key()
+    keylist_doc = current_keylist().document
+    serial = _allocate_serial(artifact.name)
+    expires_at = now + dt.timedelta(days=days)
+    try:
+        signed = release_signed(
+            model=artifact.name,
+            version=version or artifact.version,
+            serial=serial,
+            artifact_url=artifact_url(artifact),
+            sha256=artifact.sha256,
+            size=artifact.size,
+            hardware_models=[hw.name for hw in hardware],
+            min_agent_version=min_agent_version,
+            created=iso(now),
+            expires=iso(expires_at),
+        )
+        manifest = sign_document(signed, key=key)
+        # Check it exactly as a device will, with the shared verifier, before anyone gets it.
+        keylist = verify_keylist(
+            keylist_doc, root_public_key=root_public_key(), current_version=None, now=now
+        )
+        verify_manifest(
+            manifest,
+            keylist=keylist,
+            installed_serial=None,
+            hardware_model=hardware[0].name,
+            agent_version=min_agent_version,
+            now=now,
+        )
+    except ManifestError as exc:
+        raise OtaError(exc.reason, f"Cannot sign this release: {exc.detail or exc.reason}.") from exc
+    release = Release.objects.create(
+        track=ReleaseTrack.objects.get(name=artifact.name),
+        artifact=artifact,
+        serial=serial,
+        version=signed["version"],
+        min_agent_version=min_agent_version,
+        manifest=manifest,
+        signed_by=key_row,
+        expires_at=expires_at.replace(microsecond=0),
+        rollback_of=rollback_of,
+        notes=notes,
+    )
+    release.hardware_models.set(hardware)
+    audit_record(actor=actor, action="release.create", instance=release, after=snapshot(release))
+    return release
+
+
+def release_resign(
+    *, actor: Actor, release: Release, rollback_of: Deployment, now: dt.datetime | None = None
+) -> Release:
+    """The same artifact again under a new, higher serial: how a fleet goes back to an older model."""
+    return release_create(
+        actor=actor,
+        artifact=release.artifact,
+        hardware_models=list(release.hardware_models.values_list("name", flat=True)),
+        min_agent_version=release.min_agent_version,
+        version=release.version,
+        notes=f"rollback of deployment #{rollback_of.pk} to serial {release.serial}",
+        rollback_of=rollback_of,
+        now=now,
+    )
+
+
+def release_delete(*, actor: Actor, instance: Release) -> None:
+    if instance.deployments.exists():
+        raise OtaError("in_use", f"Release {instance} has deployments; it cannot be deleted.", status=409)
+    model_delete(instance=instance, actor=actor)

@@ -1,0 +1,265 @@
+"""The rollout engine: one idempotent step per deployment, run by the beat tick and after device reports.
+
+A step holds the deployment row lock (select_for_update, skip_locked in the tick), so two
+workers never step the same deployment at once and a step can be repeated at any time.
+
+Waves: wave 0 holds the canaries (when any), waves 1..n the rest by cumulative percentage.
+A wave is *done* when none of its devices is pending and every device that got the offer
+(delivered) is terminal; devices that were offline stay notified and get the retained
+offer when they return, without holding the rollout up. The soak time runs from "done".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import zoneinfo
+
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from fleet.audit import Actor, audit_record
+from ota.models import (
+    FAILED_STATES,
+    TERMINAL,
+    Deployment,
+    DeploymentState,
+    DeviceUpdate,
+)
+from ota.services.offers import offers_send
+
+log = logging.getLogger(__name__)
+
+IN_FLIGHT = ("notified", "downloading", "verifying", "installing", "health_check")
+ENGINE = Actor.system("ota-engine")
+
+
+def in_window(start: str, end: str, local: dt.time) -> bool:
+    """Is local time inside [start, end)? A window may wrap midnight (22:00-04:00)."""
+    if not start or not end:
+        return True
+    s, e = dt.time.fromisoformat(start), dt.time.fromisoformat(end)
+    if s <= e:
+        return s <= local < e
+    return local >= s or local < e
+
+
+def online_since(now: dt.datetime) -> dt.datetime:
+    from django.conf import settings
+
+    return now - dt.timedelta(seconds=settings.OTA_ONLINE_WINDOW_S)
+
+
+def _transition(deployment: Deployment, state: str, *, reason: str, now: dt.datetime, actor: Actor) -> None:
+    before = {"state": deployment.state}
+    deployment.state = state
+    deployment.state_reason = reason[:500]
+    fields = ["state", "state_reason", "updated_at"]
+    if state in (DeploymentState.COMPLETED, DeploymentState.ABORTED, DeploymentState.ROLLED_BACK):
+        deployment.finished_at = now
+        fields.append("finished_at")
+        DeviceUpdate.objects.filter(deployment=deployment, active=True).update(active=False)
+    deployment.save(update_fields=fields)
+    audit_record(
+        actor=actor,
+        action=f"deployment.{state}",
+        instance=deployment,
+        before=before,
+        after={"state": state, "reason": reason},
+    )
+
+
+def _timeouts(deployment: Deployment, now: dt.datetime) -> int:
+    cutoff = now - dt.timedelta(seconds=deployment.device_timeout_s)
+    return DeviceUpdate.objects.filter(
+        deployment=deployment, state__in=IN_FLIGHT, delivered_at__lt=cutoff
+    ).update(
+        state="timed_out",
+        reason=f"no final report within {deployment.device_timeout_s}s of delivery",
+        finished_at=now,
+        updated_at=now,
+    )
+
+
+def failure_counts(deployment: Deployment) -> tuple[int, int]:
+    """(finished, failed) over the whole deployment; cancelled devices count as neither."""
+    agg = DeviceUpdate.objects.filter(deployment=deployment).aggregate(
+        finished=Count("id", filter=Q(state__in=[s for s in TERMINAL if s != "cancelled"])),
+        failed=Count("id", filter=Q(state__in=FAILED_STATES)),
+    )
+    return agg["finished"], agg["failed"]
+
+
+def check_thresholds(deployment: Deployment, now: dt.datetime) -> bool:
+    """Pause or abort on the failure rate (AWS IoT Jobs abortConfig style). True if it stopped the rollout."""
+    if deployment.pause_failure_rate is None and deployment.abort_failure_rate is None:
+        return False
+    finished, failed = failure_counts(deployment)
+    if finished < max(1, deployment.min_finished):
+        return False
+    rate = failed / finished
+    detail = f"failure rate {rate:.0%} ({failed} of {finished} finished)"
+    if deployment.abort_failure_rate is not None and rate >= deployment.abort_failure_rate:
+        from ota.services.deployments import deployment_abort
+
+        deployment_abort(
+            actor=ENGINE,
+            deployment=deployment,
+            rollback=deployment.auto_rollback,
+            reason=f"{detail} >= abort threshold {deployment.abort_failure_rate:.0%}",
+            now=now,
+        )
+        return True
+    # After a resume, only failures beyond the ones the operator accepted pause again.
+    if (
+        deployment.pause_failure_rate is not None
+        and rate >= deployment.pause_failure_rate
+        and failed > deployment.failures_acknowledged
+    ):
+        _transition(
+            deployment,
+            DeploymentState.PAUSED,
+            reason=f"{detail} >= pause threshold {deployment.pause_failure_rate:.0%}",
+            now=now,
+            actor=ENGINE,
+        )
+        return True
+    return False
+
+
+def _release_budget(deployment: Deployment, now: dt.datetime) -> int | None:
+    budget: int | None = None
+    if deployment.max_concurrent:
+        busy = DeviceUpdate.objects.filter(
+            deployment=deployment, state__in=IN_FLIGHT, delivered_at__isnull=False
+        ).count()
+        budget = max(0, deployment.max_concurrent - busy)
+    if deployment.max_per_minute:
+        recent = DeviceUpdate.objects.filter(
+            deployment=deployment, notified_at__gt=now - dt.timedelta(seconds=60)
+        ).count()
+        left = max(0, deployment.max_per_minute - recent)
+        budget = left if budget is None else min(budget, left)
+    return budget
+
+
+def _notify_wave(deployment: Deployment, wave: int, now: dt.datetime) -> int:
+    """pending -> notified for as many devices of `wave` as limits and maintenance windows allow."""
+    budget = _release_budget(deployment, now)
+    if budget == 0:
+        return 0
+    rows = DeviceUpdate.objects.filter(deployment=deployment, wave=wave, state="pending").order_by("id")
+    picked: list[tuple[int, str, bool]] = []
+    since = online_since(now)
+    for pk, device_id, tz, seen in rows.values_list(
+        "pk", "device__device_id", "device__site__timezone", "device__last_seen_at"
+    ).iterator(chunk_size=2000):
+        if deployment.window_start:
+            local = now.astimezone(zoneinfo.ZoneInfo(tz or "UTC")).time()
+            if not in_window(deployment.window_start, deployment.window_end, local):
+                continue
+        picked.append((pk, device_id, seen is not None and seen >= since))
+        if budget is not None and len(picked) >= budget:
+            break
+    if not picked:
+        return 0
+    online = [pk for pk, _, up in picked if up]
+    offline = [pk for pk, _, up in picked if not up]
+    # Timeout counts from delivery: now for devices online, on reconnect for the others.
+    for chunk in _chunks(online):
+        DeviceUpdate.objects.filter(pk__in=chunk, state="pending").update(
+            state="notified", notified_at=now, delivered_at=now, updated_at=now
+        )
+    for chunk in _chunks(offline):
+        DeviceUpdate.objects.filter(pk__in=chunk, state="pending").update(
+            state="notified", notified_at=now, updated_at=now
+        )
+    return offers_send(deployment=deployment, device_ids=[d for _, d, _ in picked])
+
+
+def _chunks(items: list, size: int = 900) -> list[list]:
+    # SQLite allows 999 parameters per statement.
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _wave_done(deployment: Deployment, wave: int) -> bool:
+    return not DeviceUpdate.objects.filter(
+        Q(state="pending") | Q(state__in=IN_FLIGHT, delivered_at__isnull=False),
+        deployment=deployment,
+        wave=wave,
+    ).exists()
+
+
+def _advance(deployment: Deployment, now: dt.datetime) -> None:
+    last = deployment.wave_count - 1
+    for _ in range(deployment.wave_count + 1):  # at most one pass per wave
+        wave = deployment.current_wave
+        _notify_wave(deployment, wave, now)
+        if not _wave_done(deployment, wave):
+            return
+        if deployment.wave_done_at is None:
+            deployment.wave_done_at = now
+            deployment.save(update_fields=["wave_done_at", "updated_at"])
+        if wave >= last:
+            if not DeviceUpdate.objects.filter(deployment=deployment).exclude(state__in=TERMINAL).exists():
+                _transition(
+                    deployment,
+                    DeploymentState.COMPLETED,
+                    reason="every device finished",
+                    now=now,
+                    actor=ENGINE,
+                )
+            return
+        if now < deployment.wave_done_at + dt.timedelta(seconds=deployment.soak_s):
+            return
+        deployment.current_wave = wave + 1
+        deployment.wave_started_at, deployment.wave_done_at = now, None
+        deployment.save(update_fields=["current_wave", "wave_started_at", "wave_done_at", "updated_at"])
+        audit_record(actor=ENGINE, action="deployment.wave", instance=deployment, after={"wave": wave + 1})
+
+
+def deployment_step(*, deployment: Deployment, now: dt.datetime | None = None) -> Deployment:
+    """Move one locked deployment forward: start if due, time out, thresholds, notify, advance waves."""
+    now = now or timezone.now()
+    if (
+        deployment.state == DeploymentState.SCHEDULED
+        and deployment.scheduled_at
+        and deployment.scheduled_at <= now
+    ):
+        from ota.services.deployments import begin
+
+        begin(deployment=deployment, now=now)
+    if deployment.state != DeploymentState.RUNNING:
+        return deployment
+    timed_out = _timeouts(deployment, now)
+    if timed_out:
+        log.info("ota.timed_out", extra={"deployment": deployment.pk, "count": timed_out})
+    if check_thresholds(deployment, now):
+        return deployment
+    _advance(deployment, now)
+    return deployment
+
+
+def step_by_id(*, pk: int, now: dt.datetime | None = None, wait: bool = False) -> bool:
+    """Lock and step one deployment. With wait=False a deployment someone else is stepping is skipped."""
+    with transaction.atomic():
+        deployment = (
+            Deployment.objects.select_for_update(skip_locked=not wait)
+            .select_related("release__artifact")
+            .filter(pk=pk)
+            .first()
+        )
+        if deployment is None:
+            return False
+        deployment_step(deployment=deployment, now=now)
+        return True
+
+
+def tick(*, now: dt.datetime | None = None) -> int:
+    """Step every running or due deployment; safe to run concurrently (skip_locked). Returns how many stepped."""
+    now = now or timezone.now()
+    due = Deployment.objects.filter(
+        Q(state=DeploymentState.RUNNING) | Q(state=DeploymentState.SCHEDULED, scheduled_at__lte=now)
+    ).values_list("pk", flat=True)
+    return sum(step_by_id(pk=pk, now=now) for pk in list(due))

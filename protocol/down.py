@@ -1,0 +1,144 @@
+"""Messages the server publishes to one device (fleet/v1/devices/{id}/down/{kind})."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from protocol._base import (
+    HHMM,
+    Frozen,
+    Message,
+    MessageId,
+    Name,
+    Pem,
+    PosInt,
+    Reason,
+    Text,
+    Timestamp,
+    Unit,
+    Url,
+    check_pem,
+)
+from protocol.vocab import LOG_LEVELS, UPLINK_CLASSES, CommandName, UplinkClass
+
+# --- down/config (retained) ----------------------------------------------------
+
+
+class BandwidthPolicy(Frozen, kw_only=True):
+    max_kbps: PosInt
+    # None: no daily cap. Counted in MiB per local calendar day.
+    daily_budget_mb: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    classes_allowed: list[UplinkClass] = msgspec.field(default_factory=lambda: list(UPLINK_CLASSES))
+    # Highest first; classes left out follow in the default UPLINK_CLASSES order.
+    class_priority: list[UplinkClass] = []
+    # [start, end] local "HH:MM"; may wrap midnight. Only "alert" is sent inside it.
+    quiet_hours: tuple[HHMM, HHMM] | None = None
+    # Metered link (cellular): the agent also holds back "clip" unless explicitly requested.
+    metered: bool = False
+
+    def __post_init__(self) -> None:
+        for field in ("classes_allowed", "class_priority"):
+            values = getattr(self, field)
+            if len(set(values)) != len(values):
+                raise ValueError(f"{field} has duplicates")
+
+
+class DetectionSettings(Frozen, kw_only=True):
+    # "builtin": OpenCV detector needing no download; "onnx": the model installed by OTA.
+    detector: Literal["builtin", "onnx"] = "builtin"
+    min_score: Unit = 0.5
+    labels: Annotated[list[Name], msgspec.Meta(max_length=100)] = []  # empty: every label
+    sample_fps: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
+    motion_threshold: Unit = 0.02
+    clip_pre_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 3.0
+    clip_post_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 5.0
+
+
+class DeviceConfig(Frozen, kw_only=True):
+    detection: DetectionSettings = msgspec.field(default_factory=DetectionSettings)
+    bandwidth: BandwidthPolicy = msgspec.field(default_factory=lambda: BandwidthPolicy(max_kbps=512))
+
+
+class Config(Message, kw_only=True):
+    """Desired configuration; `revision` increases with every change."""
+
+    revision: Annotated[int, msgspec.Meta(ge=0)]
+    config: DeviceConfig
+
+
+# --- down/ota (retained) -------------------------------------------------------
+
+
+class OtaOffer(Message, kw_only=True):
+    """A release to install; both documents are verified on the device (protocol.manifest)."""
+
+    deployment_id: Name
+    manifest: dict[str, Any]
+    keylist: dict[str, Any]
+    # Where to fetch the artifact if not the manifest's artifact_url (e.g. a presigned
+    # URL that expires long before the manifest does). Unsigned on purpose: the
+    # signed size and sha256 are what make the bytes trusted, not where they came from.
+    artifact_url: Url | None = None
+
+
+# --- down/cmd ------------------------------------------------------------------
+
+
+class Command(Message, kw_only=True):
+    command_id: MessageId
+    name: CommandName
+    args: dict[str, Any] = {}
+    expires: Timestamp  # server clock; the device refuses (acks "failed") after it
+
+    def __post_init__(self) -> None:
+        if self.name == "set_log_level" and self.args.get("level") not in LOG_LEVELS:
+            raise ValueError(f"set_log_level needs args.level in {LOG_LEVELS}")
+        if self.name == "request_logs":
+            lines = self.args.get("lines", 1000)
+            if type(lines) is not int or not 1 <= lines <= 100_000:
+                raise ValueError("request_logs args.lines must be an int in 1..100000")
+
+
+# --- down/media (tagged union on "result") ------------------------------------
+
+
+class PartUrl(Frozen, kw_only=True):
+    number: Annotated[int, msgspec.Meta(ge=1, le=10000)]
+    url: Url
+
+
+class MediaGranted(Message, kw_only=True, tag_field="result", tag="granted"):
+    """One presigned PUT URL per part; the device answers up/media op=complete with the ETags."""
+
+    request_id: MessageId
+    upload_id: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+    part_size: PosInt
+    parts: Annotated[list[PartUrl], msgspec.Meta(min_length=1, max_length=10000)]
+    expires: Timestamp
+
+
+class MediaRefused(Message, kw_only=True, tag_field="result", tag="refused"):
+    request_id: MessageId
+    error: Reason
+    detail: Text = ""
+
+
+# --- down/cert (tagged union on "result") -------------------------------------
+
+
+class CertIssued(Message, kw_only=True, tag_field="result", tag="issued"):
+    request_id: MessageId
+    certificate_pem: Pem
+    ca_pem: Pem
+
+    def __post_init__(self) -> None:
+        check_pem(self.certificate_pem, "CERTIFICATE", "certificate_pem")
+        check_pem(self.ca_pem, "CERTIFICATE", "ca_pem")
+
+
+class CertRefused(Message, kw_only=True, tag_field="result", tag="refused"):
+    request_id: MessageId
+    error: Reason
+    detail: Text = ""

@@ -1,0 +1,161 @@
+"""Messages a device publishes (fleet/v1/devices/{id}/up/{kind})."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from protocol._base import (
+    Frozen,
+    Message,
+    MessageId,
+    Name,
+    NonNegFloat,
+    NonNegInt,
+    Pem,
+    Percent,
+    PosInt,
+    Reason,
+    Sha256Hex,
+    Text,
+    Timestamp,
+    Unit,
+    Version,
+    check_pem,
+)
+from protocol.vocab import AckStatus, Link, MediaKind, OtaDeviceState, UplinkClass
+
+# --- up/status -----------------------------------------------------------------
+
+
+class Status(Message, kw_only=True):
+    """Birth message (online) and last will (offline, reason "connection_lost"); retained."""
+
+    state: Literal["online", "offline"]
+    agent_version: Version
+    reason: Reason | None = None
+    model_version: Version | None = None
+    hardware_model: Name | None = None
+    uptime_s: NonNegFloat | None = None
+    config_revision: NonNegInt | None = None  # the down/config revision in effect
+
+
+# --- up/telemetry --------------------------------------------------------------
+
+
+class TelemetrySample(Frozen, kw_only=True):
+    ts: Timestamp
+    cpu_pct: Percent
+    mem_pct: Percent
+    link: Link = "unknown"
+    temp_c: Annotated[float, msgspec.Meta(ge=-100, le=200)] | None = None
+    fps: NonNegFloat | None = None
+    inference_ms: NonNegFloat | None = None
+    disk_free_mb: NonNegFloat | None = None
+    # Items waiting in the uplink queue and bytes sent since the previous sample, per class.
+    queue_depth: dict[UplinkClass, NonNegInt] = {}
+    bytes_sent: dict[UplinkClass, NonNegInt] = {}
+
+
+class Telemetry(Message, kw_only=True):
+    samples: Annotated[list[TelemetrySample], msgspec.Meta(min_length=1, max_length=500)]
+
+
+# --- up/events -----------------------------------------------------------------
+
+
+class MediaRef(Frozen, kw_only=True):
+    kind: MediaKind
+    sha256: Sha256Hex
+
+
+class Detection(Frozen, kw_only=True):
+    event_id: MessageId
+    camera: Name
+    label: Name
+    score: Unit
+    # [x, y, w, h] normalised to the frame, origin top-left.
+    bbox: tuple[Unit, Unit, Unit, Unit]
+    start: Timestamp
+    end: Timestamp | None = None
+    zone: Name | None = None
+    media: Annotated[list[MediaRef], msgspec.Meta(max_length=16)] = []
+
+    def __post_init__(self) -> None:
+        x, y, w, h = self.bbox
+        # 1e-6: tolerate float rounding of boxes that touch the frame edge.
+        if x + w > 1 + 1e-6 or y + h > 1 + 1e-6:
+            raise ValueError("bbox must lie inside the frame (x+w <= 1, y+h <= 1)")
+        if self.end is not None and self.end < self.start:
+            raise ValueError("event end is before its start")
+
+
+class Events(Message, kw_only=True):
+    events: Annotated[list[Detection], msgspec.Meta(min_length=1, max_length=200)]
+
+
+# --- up/ota --------------------------------------------------------------------
+
+
+class OtaReport(Message, kw_only=True):
+    deployment_id: Name
+    serial: NonNegInt
+    model: Name
+    state: OtaDeviceState
+    reason: Reason | None = None
+    progress: Unit | None = None
+
+
+# --- up/media (tagged union on "op") -------------------------------------------
+
+
+class MediaRequest(Message, kw_only=True, tag_field="op", tag="request"):
+    """Ask for an upload grant for one snapshot or clip."""
+
+    request_id: MessageId
+    event_id: MessageId
+    kind: MediaKind
+    size: PosInt
+    sha256: Sha256Hex
+    content_type: Annotated[str, msgspec.Meta(pattern=r"^[a-z]+/[A-Za-z0-9.+-]+$", max_length=100)]
+
+
+class UploadedPart(Frozen, kw_only=True):
+    number: Annotated[int, msgspec.Meta(ge=1, le=10000)]
+    etag: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class MediaComplete(Message, kw_only=True, tag_field="op", tag="complete"):
+    """All parts are uploaded; the server completes the multipart upload."""
+
+    request_id: MessageId
+    parts: Annotated[list[UploadedPart], msgspec.Meta(min_length=1, max_length=10000)]
+
+    def __post_init__(self) -> None:
+        numbers = [p.number for p in self.parts]
+        if numbers != sorted(set(numbers)):
+            raise ValueError("parts must be in ascending order without duplicates")
+
+
+# --- up/ack --------------------------------------------------------------------
+
+
+class Ack(Message, kw_only=True):
+    command_id: MessageId
+    status: AckStatus
+    detail: Text | None = None
+    result: dict[str, Any] | None = None
+
+
+# --- up/cert -------------------------------------------------------------------
+
+
+class CertRequest(Message, kw_only=True):
+    """Certificate renewal: a CSR made on the device (the private key never leaves it)."""
+
+    request_id: MessageId
+    csr_pem: Pem
+
+    def __post_init__(self) -> None:
+        check_pem(self.csr_pem, "CERTIFICATE REQUEST", "csr_pem")

@@ -1,0 +1,50 @@
+"""Closed vocabularies of the protocol, defined once (import them, never copy)."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+# Uplink priority classes, highest priority first. The edge queue drains in this
+# order and evicts from the end; the bandwidth policy names these classes.
+UplinkClass = Literal["alert", "event", "thumbnail", "telemetry", "clip"]
+UPLINK_CLASSES: tuple[str, ...] = get_args(UplinkClass)
+
+# Per-device OTA states. pending/notified/timed_out are set by the server only.
+OtaState = Literal[
+    "pending",
+    "notified",
+    "downloading",
+    "verifying",
+    "installing",
+    "health_check",
+    "succeeded",
+    "failed",
+    "rolled_back",
+    "timed_out",
+    "cancelled",
+]
+OTA_STATES: tuple[str, ...] = get_args(OtaState)
+OTA_TERMINAL_STATES: frozenset[str] = frozenset(
+    {"succeeded", "failed", "rolled_back", "timed_out", "cancelled"}
+)
+# failed: refused or broken before the new model was ever active (old model untouched);
+# rolled_back: the new model was switched to, failed its health check, the old slot is back.
+OtaDeviceState = Literal[
+    "downloading", "verifying", "installing", "health_check", "succeeded", "failed", "rolled_back"
+]
+OTA_DEVICE_STATES: tuple[str, ...] = get_args(OtaDeviceState)
+
+Link = Literal["ethernet", "wifi", "cellular", "unknown"]
+LINKS: tuple[str, ...] = get_args(Link)
+
+MediaKind = Literal["snapshot", "clip"]
+MEDIA_KINDS: tuple[str, ...] = get_args(MediaKind)
+
+AckStatus = Literal["acknowledged", "succeeded", "failed"]
+ACK_STATUSES: tuple[str, ...] = get_args(AckStatus)
+
+CommandName = Literal["reboot", "snapshot", "set_log_level", "request_logs"]
+COMMAND_NAMES: tuple[str, ...] = get_args(CommandName)
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)

@@ -1,0 +1,52 @@
+"""FilterSets for events and alerts, shared by the API and the UI."""
+
+import django_filters
+
+from devices.models import DeviceGroup, Site
+from fleet.filters import UtcDateTimeFilter
+from telemetry.models.events import Alert, AlertRule, Event
+
+
+class EventFilterSet(django_filters.FilterSet):
+    site = django_filters.ModelMultipleChoiceFilter(
+        field_name="device__site", queryset=Site.objects.all(), help_text="Site ids (any of)."
+    )
+    group = django_filters.ModelMultipleChoiceFilter(
+        field_name="device__groups", queryset=DeviceGroup.objects.all(), help_text="Group ids (any of)."
+    )
+    device = django_filters.BaseInFilter(
+        field_name="device__device_id", help_text="Device ids, comma separated."
+    )
+    label = django_filters.BaseInFilter(field_name="label", help_text="Labels, comma separated.")
+    camera = django_filters.CharFilter()
+    zone = django_filters.CharFilter()
+    min_score = django_filters.NumberFilter(field_name="score", lookup_expr="gte")
+    after = UtcDateTimeFilter(field_name="start", lookup_expr="gte", help_text="Started at or after.")
+    before = UtcDateTimeFilter(field_name="start", lookup_expr="lt", help_text="Started before.")
+
+    class Meta:
+        model = Event
+        fields = []
+
+
+class AlertFilterSet(django_filters.FilterSet):
+    rule = django_filters.ModelMultipleChoiceFilter(queryset=AlertRule.objects.all())
+    device = django_filters.BaseInFilter(field_name="device__device_id")
+    site = django_filters.ModelMultipleChoiceFilter(field_name="device__site", queryset=Site.objects.all())
+    acknowledged = django_filters.BooleanFilter(
+        field_name="acknowledged_at", lookup_expr="isnull", exclude=True
+    )
+    after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Alert
+        fields = ["webhook_state"]
+
+
+class AlertRuleFilterSet(django_filters.FilterSet):
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
+
+    class Meta:
+        model = AlertRule
+        fields = ["enabled"]

@@ -1,0 +1,1 @@
+"""Health metrics: samples from up/telemetry, rollups, daily partitions, retention."""

@@ -1,0 +1,128 @@
+"""down/ handlers end to end through the embedded broker: config, commands, certificate renewal."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from agent_helpers import agent_config, cert_cn, make_identity, next_message, running, sign_csr, wait_for
+
+from edge.agent.identity import KEY_MODE
+from protocol import topics
+from protocol.down import BandwidthPolicy, DetectionSettings, DeviceConfig
+from protocol.messages import Ack, CertIssued, Command, Config, encode, make
+
+HOST = "127.0.0.1"
+
+
+@pytest.fixture
+def device(embedded_broker, fleet_pki, mqtt_probe, tmp_path):
+    ident = make_identity(fleet_pki, tmp_path, host=HOST, port=embedded_broker.port)
+    server = mqtt_probe(embedded_broker, fleet_pki.ingest, server_listener=True)
+    assert server.start(), server.failure
+    server.subscribe(f"{topics.ROOT}/{ident.device_id}/up/#")
+    return ident, server
+
+
+def _acks(server, command_id: str, n: int) -> list[Ack]:
+    return [next_message(server, kind="ack", where=lambda m: m.command_id == command_id)[1] for _ in range(n)]
+
+
+def test_config_is_applied_to_pipeline_and_shaper(device, tmp_path):
+    ident, server = device
+    with running(agent_config(tmp_path)) as agent:
+        assert next_message(server, kind="status")[1].state == "online"
+        cfg = make(
+            Config,
+            revision=7,
+            config=DeviceConfig(
+                detection=DetectionSettings(min_score=0.8, labels=["person"], sample_fps=2.0),
+                bandwidth=BandwidthPolicy(
+                    max_kbps=64, classes_allowed=["alert", "event"], class_priority=["event"]
+                ),
+            ),
+        )
+        server.publish(topics.down(ident.device_id, "config"), encode(cfg), retain=True)
+        _, status, _ = next_message(server, kind="status", where=lambda m: m.config_revision == 7)
+        assert status.state == "online"
+        assert agent.camera.config.min_score == 0.8 and agent.camera.config.sample_fps == 2.0
+        assert agent.shaper.policy.max_kbps == 64
+        assert agent.shaper.allowed_classes() == ("event", "alert")
+        assert agent.queue.priority[:2] == ("event", "alert")
+    # The applied revision survives a restart, before the retained config is even redelivered.
+    server.publish(topics.down(ident.device_id, "config"), b"", retain=True)
+    with running(agent_config(tmp_path)) as agent:
+        assert agent.config_revision == 7 and agent.shaper.policy.max_kbps == 64
+
+
+def test_command_is_acknowledged_then_succeeds(device, tmp_path):
+    ident, server = device
+    with running(agent_config(tmp_path)) as agent:
+        next_message(server, kind="status")
+        cmd = make(
+            Command,
+            command_id="cmd-1",
+            name="set_log_level",
+            args={"level": "debug"},
+            expires=time.time() + 60,
+        )
+        server.publish(topics.down(ident.device_id, "cmd"), encode(cmd))
+        first, second = _acks(server, "cmd-1", 2)
+        assert (first.status, second.status) == ("acknowledged", "succeeded")
+        assert second.result == {"log_level": "debug"}
+
+        logs = make(
+            Command, command_id="cmd-2", name="request_logs", args={"lines": 50}, expires=time.time() + 60
+        )
+        server.publish(topics.down(ident.device_id, "cmd"), encode(logs))
+        done = _acks(server, "cmd-2", 2)[1]
+        assert done.status == "succeeded" and any("connected" in line for line in done.result["lines"])
+
+        stale = make(Command, command_id="cmd-3", name="reboot", expires=time.time() - 1)
+        server.publish(topics.down(ident.device_id, "cmd"), encode(stale))
+        (late,) = _acks(server, "cmd-3", 1)
+        assert (late.status, late.detail) == ("failed", "expired")
+        assert agent.reboots == 0
+
+        snap = make(Command, command_id="cmd-4", name="snapshot", expires=time.time() + 60)
+        server.publish(topics.down(ident.device_id, "cmd"), encode(snap))
+        acked, failed = _acks(server, "cmd-4", 2)
+        assert acked.status == "acknowledged"
+        assert failed.status == "failed" and "no camera" in failed.detail
+
+
+def test_reboot_restarts_the_loop_and_comes_back_online(device, tmp_path):
+    ident, server = device
+    with running(agent_config(tmp_path)) as agent:
+        next_message(server, kind="status")
+        cmd = make(Command, command_id="cmd-r", name="reboot", expires=time.time() + 60)
+        server.publish(topics.down(ident.device_id, "cmd"), encode(cmd))
+        assert [a.status for a in _acks(server, "cmd-r", 2)] == ["acknowledged", "succeeded"]
+        _, bye, _ = next_message(server, kind="status", where=lambda m: m.state == "offline")
+        assert bye.reason == "reboot"
+        assert next_message(server, kind="status")[1].state == "online"
+        assert agent.reboots == 1
+
+
+def test_certificate_renewal_installs_new_key_and_reconnects(device, fleet_pki, tmp_path):
+    ident, server = device
+    with running(agent_config(tmp_path)) as agent:
+        next_message(server, kind="status")
+        request_id = agent.renewal.start()
+        pending = agent.identities.pending_key_file
+        assert pending.stat().st_mode & 0o777 == KEY_MODE
+        _, req, _ = next_message(server, kind="cert")
+        assert req.request_id == request_id and "PRIVATE KEY" not in req.csr_pem
+        issued = make(
+            CertIssued,
+            request_id=request_id,
+            certificate_pem=sign_csr(fleet_pki, req.csr_pem, ident.device_id),
+            ca_pem=ident.ca_file.read_text(),
+        )
+        server.publish(topics.down(ident.device_id, "cert"), encode(issued))
+        assert wait_for(lambda: agent.link.connects == 2 and agent.link.identity.generation == 2, 15)
+        now = agent.identities.load()
+        assert now.generation == 2 and cert_cn(now.cert_file.read_bytes()) == ident.device_id
+        assert now.key_file.stat().st_mode & 0o777 == KEY_MODE
+        assert wait_for(lambda: not ident.key_file.exists() and not ident.cert_file.exists(), 5)
+        assert not pending.exists()

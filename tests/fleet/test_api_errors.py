@@ -1,0 +1,46 @@
+import pytest
+
+from tests.api_base import assert_error_body
+
+pytestmark = pytest.mark.django_db
+
+
+def test_oversize_body_is_a_413(operator_client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    response = operator_client.post("/api/v1/sites/", {"name": "x" * 5000}, format="json")
+    assert_error_body(response, 413, "too_large")
+
+
+def test_unsupported_media_type_is_a_415(operator_client):
+    response = operator_client.post(
+        "/api/v1/sites/", "name=x", content_type="application/x-www-form-urlencoded"
+    )
+    assert_error_body(response, 415)
+
+
+def test_method_not_allowed_is_a_405(operator_client):
+    assert_error_body(operator_client.put("/api/v1/devices/bulk/tag/", {}, format="json"), 405)
+
+
+def test_unknown_api_path_is_a_json_404(operator_client):
+    response = operator_client.get("/api/v1/nothing-here/")
+    assert response.status_code == 404
+
+
+def test_huge_id_in_path_and_filter_is_not_a_500(operator_client):
+    assert operator_client.get(f"/api/v1/sites/{2**70}/").status_code == 404
+    assert_error_body(operator_client.get("/api/v1/devices/", {"site": 2**70}), 400)
+
+
+def test_throttled_requests_get_a_429(operator_client, throttle_rates):
+    throttle_rates(user="2/min")
+    statuses = [operator_client.get("/api/v1/sites/").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    error = assert_error_body(operator_client.get("/api/v1/sites/"), 429, "throttled")
+    assert "available in" in error["message"]
+
+
+def test_time_offsets_postgresql_cannot_store_are_normalised(operator_client):
+    response = operator_client.get("/api/v1/audit/", {"after": "0369-04-12T15:25:43+18:17"})
+    assert response.status_code == 200, response.content
+    assert_error_body(operator_client.get("/api/v1/audit/", {"after": "0001-01-01T00:00:00+01:00"}), 400)

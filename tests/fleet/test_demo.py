@@ -1,0 +1,56 @@
+import threading
+
+import pytest
+from django.core.management import call_command
+
+from accounts.models import User
+from devices.demo import demo_seed
+from devices.models import Device, Site
+from fleet.demo import InlineBeat
+from fleet.models import AuditEntry
+
+pytestmark = pytest.mark.django_db
+
+
+def test_demo_seed_is_written_through_services_once():
+    assert demo_seed(devices_per_site=2) is True
+    assert Site.objects.count() == 3 and Device.objects.count() == 6
+    assert AuditEntry.objects.filter(action="device.create", source="system").count() == 6
+    assert demo_seed() is False
+    assert Device.objects.count() == 6
+
+
+def test_seed_demo_command(capsys):
+    call_command("seed_demo", devices_per_site=1)
+    assert "seeded" in capsys.readouterr().out
+    assert Device.objects.count() == 3
+
+
+def test_inline_beat_runs_each_task_at_its_interval(settings):
+    from celery import current_app
+
+    calls = []
+
+    @current_app.task(name="tests.demo_probe")
+    def probe():
+        calls.append(1)
+
+    now = [100.0]
+    beat = InlineBeat(
+        {"probe": {"task": "tests.demo_probe", "schedule": 10.0}},
+        stop=threading.Event(),
+        clock=lambda: now[0],
+    )
+    assert beat.run_due() == ["probe"]
+    now[0] = 105.0
+    assert beat.run_due() == []
+    now[0] = 110.5
+    assert beat.run_due() == ["probe"] and len(calls) == 2
+
+
+def test_admin_is_created_once_with_a_printed_password():
+    from accounts.services import admin_ensure
+
+    user, password = admin_ensure()
+    assert password and user.check_password(password) and user.is_superuser
+    assert admin_ensure() == (User.objects.get(username="admin"), None)
