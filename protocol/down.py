@@ -54,6 +54,11 @@ class DetectionSettings(Frozen, kw_only=True):
     motion_threshold: Unit = 0.02
     clip_pre_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 3.0
     clip_post_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 5.0
+    # Labels whose events get a clip; None: every label, []: no clips.
+    clip_labels: Annotated[list[Name], msgspec.Meta(max_length=100)] | None = None
+    # The best-frame thumbnail of each event: longest side in px, JPEG quality.
+    thumbnail_max_side: Annotated[int, msgspec.Meta(ge=16, le=1024)] = 96
+    thumbnail_quality: Annotated[int, msgspec.Meta(ge=10, le=100)] = 65
 
 
 class DeviceConfig(Frozen, kw_only=True):

@@ -182,10 +182,10 @@ def validate(msg: M) -> M:
 
 
 def make(cls: type[M], /, **fields: Any) -> M:
-    """Build and validate a message, filling v, a fresh id and ts=now unless given."""
+    """Build and validate a message, filling v, a fresh id and ts=now (to the ms) unless given."""
     fields.setdefault("v", PROTOCOL_VERSION)
     fields.setdefault("id", new_message_id())
-    fields.setdefault("ts", time.time())
+    fields.setdefault("ts", round(time.time(), 3))  # ms: the digits after it are noise on the wire
     try:
         msg = cls(**fields)
     except (TypeError, ValueError) as exc:

@@ -70,7 +70,8 @@ class MediaRef(Frozen, kw_only=True):
     sha256: Sha256Hex
 
 
-class Detection(Frozen, kw_only=True):
+class Detection(Frozen, kw_only=True, omit_defaults=True):
+    # Every event goes out twice: absent end / zone / media say "none" in fewer bytes than null.
     event_id: MessageId
     camera: Name
     label: Name

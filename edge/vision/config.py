@@ -10,6 +10,10 @@ import numpy as np
 
 from edge.vision.errors import VisionError
 
+# Bounds of the thumbnail settings (the same as protocol.down.DetectionSettings).
+THUMB_SIDE = (16, 1024)
+THUMB_QUALITY = (10, 100)
+
 
 @dataclass(frozen=True)
 class Zone:
@@ -37,6 +41,12 @@ class DetectionConfig:
     motion_threshold: float = 0.002
     clip_pre_s: float = 3.0
     clip_post_s: float = 5.0
+    # Labels whose events get a clip; None: every label. Clips are ~50x a thumbnail's bytes.
+    clip_labels: frozenset[str] | None = None
+    # Thumbnail of the best frame: longest side in px and JPEG quality. 96 px at 65 keeps a
+    # person's clothing and a vehicle's shape and colour readable in ~1.2 kB (bench/edge).
+    thumbnail_max_side: int = 96
+    thumbnail_quality: int = 65
     detector: str = "builtin"
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys this agent does not know yet
 
@@ -46,7 +56,8 @@ class DetectionConfig:
         data = dict(data or {})
         known = {
             "labels", "min_score", "zones", "sample_fps", "motion_threshold",
-            "clip_pre_s", "clip_post_s", "detector",
+            "clip_pre_s", "clip_post_s", "clip_labels", "thumbnail_max_side", "thumbnail_quality",
+            "detector",
         }  # fmt: skip
         try:
             zones = tuple(_zone(z) for z in data.get("zones") or [])
@@ -58,21 +69,35 @@ class DetectionConfig:
                 motion_threshold=float(data.get("motion_threshold", cls.motion_threshold)),
                 clip_pre_s=float(data.get("clip_pre_s", cls.clip_pre_s)),
                 clip_post_s=float(data.get("clip_post_s", cls.clip_post_s)),
+                clip_labels=_labels(data.get("clip_labels")),
+                thumbnail_max_side=_int(data.get("thumbnail_max_side", cls.thumbnail_max_side)),
+                thumbnail_quality=_int(data.get("thumbnail_quality", cls.thumbnail_quality)),
                 detector=str(data.get("detector", cls.detector)),
                 extra={k: v for k, v in data.items() if k not in known},
             )
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
             raise VisionError("bad_config", str(exc)) from exc
         if not 0 <= cfg.min_score <= 1 or not 0 <= cfg.motion_threshold <= 1:
             raise VisionError("bad_config", "min_score and motion_threshold must lie in [0, 1]")
         if not 0 < cfg.sample_fps <= 60 or cfg.clip_pre_s < 0 or cfg.clip_post_s < 0:
             raise VisionError("bad_config", "sample_fps must lie in (0, 60], clip lengths >= 0")
+        if not THUMB_SIDE[0] <= cfg.thumbnail_max_side <= THUMB_SIDE[1]:
+            raise VisionError(
+                "bad_config", f"thumbnail_max_side must lie in [{THUMB_SIDE[0]}, {THUMB_SIDE[1]}]"
+            )
+        if not THUMB_QUALITY[0] <= cfg.thumbnail_quality <= THUMB_QUALITY[1]:
+            raise VisionError(
+                "bad_config", f"thumbnail_quality must lie in [{THUMB_QUALITY[0]}, {THUMB_QUALITY[1]}]"
+            )
         if cfg.detector not in ("builtin", "onnx"):
             raise VisionError("bad_config", f"unknown detector {cfg.detector!r}")
         return cfg
 
     def label_allowed(self, label: str) -> bool:
         return not self.labels or label in self.labels
+
+    def clip_wanted(self, label: str) -> bool:
+        return self.clip_labels is None or label in self.clip_labels
 
     def zone_for(self, bbox: tuple[float, float, float, float]) -> str | None:
         """The first zone holding the box's bottom centre (where a person stands); '' if no zones."""
@@ -81,6 +106,21 @@ class DetectionConfig:
         x, y, w, h = bbox
         foot = (x + w / 2, y + h)
         return next((z.name for z in self.zones if z.contains(*foot)), None)
+
+
+def _labels(raw: Any) -> frozenset[str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list | tuple | set | frozenset):
+        raise ValueError("clip_labels must be a list of labels or null")
+    return frozenset(str(x) for x in raw)
+
+
+def _int(raw: Any) -> int:
+    """An integer setting; 96.0 is fine, 96.5 and True are not."""
+    if isinstance(raw, bool) or float(raw) != int(raw):
+        raise ValueError(f"{raw!r} is not an integer")
+    return int(raw)
 
 
 def _zone(raw: Mapping[str, Any]) -> Zone:

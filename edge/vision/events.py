@@ -3,7 +3,8 @@
 An event starts when a track is confirmed and passes the label filter, min_score and zones
 (it may qualify later, e.g. when it walks into a zone); it ends when the track is lost. Each
 event is reported twice with the same event_id: at start (end None, no media) so an alert can
-go out at once, and when complete (end set, thumbnail and clip attached).
+go out at once, and when complete (end set, thumbnail attached, and a clip unless the
+config's clip_labels leave the label out).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from edge.vision.config import DetectionConfig
 from edge.vision.frame import Frame
 from edge.vision.media import CLIP_CONTENT_TYPE, encode_clip, encode_thumbnail
 from edge.vision.tracker import Track, TrackUpdate
+
+DECIMALS = 3  # of event times (ms), scores and normalised boxes on the wire
 
 
 @dataclass(frozen=True)
@@ -38,25 +41,40 @@ class DetectionEvent:
     clip_content_type: str = CLIP_CONTENT_TYPE
 
     def metadata(self) -> dict:
-        """The event as it goes in up/events (protocol.up.Detection shape); media by sha256."""
-        media = []
-        if self.thumbnail_jpeg:
-            media.append({"kind": "snapshot", "sha256": hashlib.sha256(self.thumbnail_jpeg).hexdigest()})
-        if self.clip:
-            media.append({"kind": "clip", "sha256": hashlib.sha256(self.clip).hexdigest()})
-        out = {
+        """The event as it goes in up/events (protocol.up.Detection shape); media by sha256.
+
+        Sent twice per event, so only what carries information: times to the millisecond,
+        score and box to 0.001 (~2 px of a 1920 px frame), and no `end`, `zone` or `media`
+        while they are empty (the protocol's defaults).
+        """
+        out: dict = {
             "event_id": self.event_id,
             "camera": self.camera,
             "label": self.label,
-            "score": round(self.score, 4),
-            "bbox": [round(v, 4) for v in self.bbox],
-            "start": self.start,
-            "end": self.end,
-            "media": media,
+            "score": round(self.score, DECIMALS),
+            "bbox": round_box(self.bbox),
+            "start": round(self.start, DECIMALS),
         }
+        if self.end is not None:
+            out["end"] = max(out["start"], round(self.end, DECIMALS))
         if self.zone:
             out["zone"] = self.zone
+        media = [
+            {"kind": kind, "sha256": hashlib.sha256(data).hexdigest()}
+            for kind, data in (("snapshot", self.thumbnail_jpeg), ("clip", self.clip))
+            if data
+        ]
+        if media:
+            out["media"] = media
         return out
+
+
+def round_box(box: tuple[float, float, float, float]) -> list[float]:
+    """[x, y, w, h] to DECIMALS places with the far edges rounded, not the sizes, so that
+    x + w <= 1 still holds after rounding."""
+    x0, y0 = round(box[0], DECIMALS), round(box[1], DECIMALS)
+    x1, y1 = round(box[0] + box[2], DECIMALS), round(box[1] + box[3], DECIMALS)
+    return [x0, y0, round(max(0.0, x1 - x0), DECIMALS), round(max(0.0, y1 - y0), DECIMALS)]
 
 
 @dataclass
@@ -80,13 +98,11 @@ class EventBuilder:
         camera: str,
         clip_width: int = 320,
         clip_max_s: float = 20.0,
-        thumb_max_side: int = 160,
     ) -> None:
         self.config = config
         self.camera = camera
         self.clip_width = clip_width
         self.clip_max_frames = max(1, round(clip_max_s * config.sample_fps))
-        self.thumb_max_side = thumb_max_side
         self._ring: deque[tuple[float, np.ndarray]] = deque()
         self._open: dict[int, _Open] = {}
         self._closing: list[_Open] = []
@@ -178,8 +194,12 @@ class EventBuilder:
     def _report(self, ev: _Open, *, final: bool = False) -> DetectionEvent:
         thumb = clip = None
         if final and ev.best_image is not None:
-            thumb = encode_thumbnail(ev.best_image, ev.best_box, max_side=self.thumb_max_side)
-            clip = encode_clip(ev.frames, fps=self.config.sample_fps)
+            cfg = self.config
+            thumb = encode_thumbnail(
+                ev.best_image, ev.best_box, max_side=cfg.thumbnail_max_side, quality=cfg.thumbnail_quality
+            )
+            if cfg.clip_wanted(ev.track.label):
+                clip = encode_clip(ev.frames, fps=cfg.sample_fps)
         return DetectionEvent(
             event_id=ev.event_id,
             camera=self.camera,

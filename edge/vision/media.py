@@ -23,7 +23,11 @@ def encode_thumbnail(
     max_bytes: int = 12_000,
     quality: int = 80,
 ) -> bytes:
-    """JPEG of the box with a margin, at most max_side px per side and max_bytes long."""
+    """JPEG of the box with a margin, at most max_side px per side and max_bytes long.
+
+    Huffman tables are optimised for the image: the same pixels, ~350 bytes fewer on a
+    small thumbnail, where libjpeg's generic tables are a third of the file.
+    """
     fh, fw = image.shape[:2]
     x, y, w, h = box
     margin = 0.25 * max(w, h)
@@ -36,7 +40,9 @@ def encode_thumbnail(
     if scale < 1.0:
         crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     while True:
-        ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        ok, buf = cv2.imencode(
+            ".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_OPTIMIZE, 1]
+        )
         if not ok:
             raise VisionError("encode_failed", "JPEG encoder refused the thumbnail")
         if len(buf) <= max_bytes or quality <= 20:

@@ -168,6 +168,10 @@ INVALID = [
     (("up", "cert", ""), {"csr_pem": "not a pem"}, "csr_pem"),
     (("up", "cert", ""), {"csr_pem": "x" * 20000}, "$.csr_pem"),
     (("down", "config", ""), {"config__bandwidth__max_kbps": 0}, "max_kbps"),
+    (("down", "config", ""), {"config__detection__thumbnail_max_side": 8}, "thumbnail_max_side"),
+    (("down", "config", ""), {"config__detection__thumbnail_quality": 101}, "thumbnail_quality"),
+    (("down", "config", ""), {"config__detection__thumbnail_quality": 60.5}, "thumbnail_quality"),
+    (("down", "config", ""), {"config__detection__clip_labels": "person"}, "clip_labels"),
     (("down", "config", ""), {"config__bandwidth__class_priority": ["alert", "alert"]}, "duplicates"),
     (("down", "config", ""), {"config__bandwidth__quiet_hours": ["25:00", "06:00"]}, "quiet_hours"),
     (("down", "config", ""), {"config__bandwidth__classes_allowed": ["spam"]}, "classes_allowed"),
@@ -274,3 +278,31 @@ def test_ota_state_vocabulary():
     assert sorted(m.OTA_TERMINAL_STATES) == ["cancelled", "failed", "rolled_back", "succeeded", "timed_out"]
     assert m.UPLINK_CLASSES == ("alert", "event", "thumbnail", "telemetry", "clip")
     assert msgspec.json.decode(m.encode(VALID[("down", "config", "")]()))["config"]["bandwidth"]["metered"]
+
+
+def test_detection_settings_added_fields_are_optional_with_defaults():
+    # A server that predates thumbnail_* and clip_labels sends a config without them.
+    body = json.loads(m.encode(VALID[("down", "config", "")]()))
+    for key in ("thumbnail_max_side", "thumbnail_quality", "clip_labels"):
+        del body["config"]["detection"][key]
+    det = m.decode_down("config", json.dumps(body).encode()).config.detection
+    assert (det.thumbnail_max_side, det.thumbnail_quality, det.clip_labels) == (96, 65, None)
+    body["config"]["detection"] |= {"thumbnail_max_side": 128, "thumbnail_quality": 70, "clip_labels": []}
+    det = m.decode_down("config", json.dumps(body).encode()).config.detection
+    assert (det.thumbnail_max_side, det.thumbnail_quality, det.clip_labels) == (128, 70, [])
+
+
+def test_event_start_leaves_out_empty_fields_and_round_trips():
+    start = detection(media=[])
+    body = json.loads(m.encode(m.make(m.Events, events=[start])))
+    assert set(body["events"][0]) == {"event_id", "camera", "label", "score", "bbox", "start"}
+    assert m.decode_up("events", m.encode(m.make(m.Events, events=[start]))).events == [start]
+    end = detection(end=1_700_000_003.5, zone="door")
+    body = json.loads(m.encode(m.make(m.Events, events=[end])))
+    assert body["events"][0]["end"] == 1_700_000_003.5 and body["events"][0]["zone"] == "door"
+    assert body["events"][0]["media"] == [{"kind": "snapshot", "sha256": SHA}]
+
+
+def test_make_stamps_ts_to_the_millisecond():
+    ts = m.make(m.Status, state="online", agent_version="1").ts
+    assert ts == round(ts, 3)

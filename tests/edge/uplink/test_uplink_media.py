@@ -45,6 +45,16 @@ def test_upload_all_parts_and_return_etags(server, db, clip):
     assert parts[0]["etag"] == f'"{hashlib.md5(data[:4096]).hexdigest()}"'
     assert server.assembled("u1") == data
     assert sorted(server.puts.values()) == [1, 1, 1]
+    # Lean requests: what S3 needs and no more (every byte of a thumbnail upload counts).
+    assert {h.lower() for h in server.headers[0]} == {
+        "host",
+        "user-agent",
+        "accept-encoding",
+        "content-length",
+    }
+    assert (
+        server.headers[0]["User-Agent"] == "fleet-edge" and server.headers[0]["Accept-Encoding"] == "identity"
+    )
 
 
 def test_retries_dropped_connection_and_5xx(server, db, clip):

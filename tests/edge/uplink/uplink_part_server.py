@@ -20,6 +20,7 @@ class PartServer:
     def __init__(self) -> None:
         self.parts: dict[tuple[str, int], bytes] = {}
         self.puts: Counter[int] = Counter()
+        self.headers: list[dict[str, str]] = []  # of every PUT, in arrival order
         self.plan: dict[int, list[str]] = defaultdict(list)
         self.holding = threading.Event()
         self.release = threading.Event()
@@ -36,6 +37,7 @@ class PartServer:
                 length = int(self.headers["Content-Length"])
                 with server._lock:
                     server.puts[number] += 1
+                    server.headers.append(dict(self.headers.items()))
                     action = server.plan[number].pop(0) if server.plan[number] else "ok"
                 if action == "drop":
                     self.rfile.read(length // 2)

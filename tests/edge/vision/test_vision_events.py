@@ -1,12 +1,18 @@
+import json
+
 import cv2
+import msgspec
 import numpy as np
 import pytest
 
 from edge.vision.config import DetectionConfig
 from edge.vision.detectors import MotionBlobDetector
 from edge.vision.errors import VisionError
+from edge.vision.events import round_box
 from edge.vision.frame import Frame
+from edge.vision.media import encode_thumbnail
 from edge.vision.pipeline import FrameSampler, Pipeline
+from protocol.messages import DetectionSettings, Events, decode_up, encode, make
 
 W, H = 320, 180
 
@@ -40,7 +46,7 @@ def test_event_has_start_then_end_with_thumbnail_and_clip():
     assert start.thumbnail_jpeg is None and start.clip is None
     assert 1.4 <= end.start <= 1.7 and 3.7 <= end.end <= 4.0
     thumb = cv2.imdecode(np.frombuffer(end.thumbnail_jpeg, np.uint8), cv2.IMREAD_COLOR)
-    assert max(thumb.shape[:2]) <= 160 and thumb[..., 2].mean() > thumb[..., 0].mean()  # red subject
+    assert max(thumb.shape[:2]) <= 96 and thumb[..., 2].mean() > thumb[..., 0].mean()  # red subject
     assert end.clip[4:8] == b"ftyp"  # an MP4 container
     x, y, w, h = end.bbox
     assert x >= 0 and x + w <= 1 and y >= 0 and y + h <= 1 and 0.04 < w < 0.06
@@ -84,7 +90,16 @@ def test_min_score_above_every_detection_gives_no_event():
 
 @pytest.mark.parametrize(
     "bad",
-    [{"min_score": 2}, {"sample_fps": 0}, {"zones": [{"name": "z", "polygon": [[0, 0], [1, 1]]}]}],
+    [
+        {"min_score": 2},
+        {"sample_fps": 0},
+        {"zones": [{"name": "z", "polygon": [[0, 0], [1, 1]]}]},
+        {"thumbnail_max_side": 8},
+        {"thumbnail_max_side": 96.5},
+        {"thumbnail_quality": 0},
+        {"thumbnail_quality": float("inf")},
+        {"clip_labels": "person"},
+    ],
 )
 def test_bad_config_is_refused_with_a_reason(bad):
     with pytest.raises(VisionError) as err:
@@ -96,3 +111,73 @@ def test_sampler_passes_the_target_rate():
     sampler = FrameSampler(5.0)
     passed = [i for i in range(300) if sampler.accept(i / 30.0)]  # 10 s of 30 fps
     assert len(passed) == 50
+
+
+def _thumb(config):
+    (end,) = [e for e in _run({"sample_fps": 10, **config})[1] if e.end is not None]
+    return end, cv2.imdecode(np.frombuffer(end.thumbnail_jpeg, np.uint8), cv2.IMREAD_COLOR)
+
+
+def test_thumbnail_size_and_quality_follow_the_config():
+    sizes = {}
+    for side, quality in ((96, 90), (32, 90), (32, 30)):
+        end, img = _thumb({"thumbnail_max_side": side, "thumbnail_quality": quality})
+        assert max(img.shape[:2]) <= side and img[..., 2].mean() > img[..., 0].mean()  # red subject
+        sizes[side, quality] = (max(img.shape[:2]), len(end.thumbnail_jpeg))
+    # The 12x34 px subject's square crop (~50-60 px) is kept under 96 px and scaled down to 32.
+    assert sizes[96, 90][0] > 40 and sizes[32, 90][0] == sizes[32, 30][0] == 32
+    assert sizes[96, 90][1] > sizes[32, 90][1] > sizes[32, 30][1]
+
+
+def test_thumbnail_huffman_tables_are_optimised():
+    img = next(f.image for f in _walker_frames() if f.index == 20)
+    box = (30, 100, 12, 34)
+    ours = encode_thumbnail(img, box, max_side=96, quality=65)
+    crop = cv2.imdecode(np.frombuffer(ours, np.uint8), cv2.IMREAD_COLOR)
+    _, generic = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 65])
+    assert len(ours) < len(generic) - 150  # libjpeg's generic tables alone are ~420 bytes
+
+
+@pytest.mark.parametrize(("clip_labels", "has_clip"), [(None, True), (["person"], True), ([], False)])
+def test_clip_labels_choose_which_events_get_a_clip(clip_labels, has_clip):
+    end, _ = _thumb({"clip_labels": clip_labels})
+    assert (end.clip is not None) is has_clip and end.thumbnail_jpeg
+    kinds = [m["kind"] for m in end.metadata()["media"]]
+    assert kinds == (["snapshot", "clip"] if has_clip else ["snapshot"])
+
+
+def test_metadata_is_lean_and_valid_on_the_wire():
+    _, events = _run({"sample_fps": 10, "clip_pre_s": 1.0, "clip_post_s": 1.0})
+    start, end = events
+    assert set(start.metadata()) == {"event_id", "camera", "label", "score", "bbox", "start"}
+    meta = end.metadata()
+    numbers = [meta["score"], meta["start"], meta["end"], *meta["bbox"]]
+    assert all(v == round(v, 3) for v in numbers)
+    payload = encode(make(Events, events=[start.metadata(), meta]))
+    body = json.loads(payload)
+    assert "null" not in payload.decode() and "media" not in body["events"][0]
+    decoded = decode_up("events", payload).events
+    assert decoded[0].end is None and decoded[1].end == meta["end"] and len(decoded[1].media) == 2
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        (0.7005, 0.1, 0.2995, 0.5),
+        (0.12345, 0.98765, 0.4321, 0.01235),
+        (0.0, 0.0, 1.0, 1.0),
+        (0.5, 0.5, 0.0, 0.0),
+    ],
+)
+def test_rounded_box_stays_inside_the_frame(box):
+    x, y, w, h = round_box(box)
+    assert x + w <= 1 + 1e-9 and y + h <= 1 + 1e-9 and min(x, y, w, h) >= 0
+    assert abs((x + w) - (box[0] + box[2])) <= 0.0005 + 1e-9 and abs(x - box[0]) <= 0.0005 + 1e-9
+
+
+def test_protocol_defaults_are_the_agents_defaults():
+    """A down/config that leaves the thumbnail and clip settings out gives the agent's own defaults."""
+    sent = DetectionConfig.from_dict(msgspec.to_builtins(DetectionSettings()))
+    own = DetectionConfig()
+    for key in ("thumbnail_max_side", "thumbnail_quality", "clip_labels", "clip_pre_s", "clip_post_s"):
+        assert getattr(sent, key) == getattr(own, key), key
