@@ -116,15 +116,18 @@ class Agent:
 
     # -- status ------------------------------------------------------------------
 
-    def _status(self, state: str, reason: str | None = None) -> bytes:
+    def _model_version(self) -> str | None:
         release = self.ota.active_release() if self.ota is not None else None
+        return f"{release.model}@{release.version}" if release and release.model else None
+
+    def _status(self, state: str, reason: str | None = None) -> bytes:
         fields: dict[str, Any] = {"state": state, "agent_version": AGENT_VERSION, "reason": reason}
         if state == "online":
             fields |= {
                 "hardware_model": self.config.hardware_model,
                 "uptime_s": round(time.monotonic() - self.started, 1),
                 "config_revision": self.config_revision,
-                "model_version": f"{release.model}@{release.version}" if release and release.model else None,
+                "model_version": self._model_version(),
             }
         return encode(make(Status, **fields))
 
@@ -232,8 +235,13 @@ class Agent:
                 reason="ota_not_configured",
             )
             return
+        before = self._model_version()
         self.ota.apply(offer)
-        self.publish_status()  # model_version changed (or not): the retained status says which
+        if self._model_version() != before:
+            # Refresh the retained status only on a change: the server takes every online status
+            # for a (re)birth and re-sends unfinished offers, so a refresh after a revert to the
+            # same model or a retained re-delivery would only draw the same offer again.
+            self.publish_status()
 
     def _ota_report(self, state: str, reason: str | None = None, progress: float | None = None) -> None:
         job = self.ota.job if self.ota is not None else None

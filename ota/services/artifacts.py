@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -59,8 +60,19 @@ def onnx_inspect(data: bytes) -> OnnxInfo:
     inputs = session.get_inputs()
     shape = [_dim(d) for d in inputs[0].shape] if inputs else []
     meta = {p.key: p.value for p in model.metadata_props}
-    labels = [s.strip() for s in meta.get("labels", "").split(",") if s.strip()]
-    return OnnxInfo(input_shape=shape, labels=labels)
+    return OnnxInfo(input_shape=shape, labels=_labels(meta.get("labels", "")))
+
+
+def _labels(text: str) -> list[str]:
+    """The `labels` metadata: a JSON list (what the edge detector reads, edge.vision.model_builder
+    writes) or, as many exporters write it, comma-separated names."""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, list) and all(isinstance(x, str) for x in parsed):
+        return [x.strip() for x in parsed if x.strip()]
+    return [s.strip() for s in text.split(",") if s.strip()]
 
 
 @transaction.atomic
