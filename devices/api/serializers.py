@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from devices.models import Device, DeviceGroup, DeviceState, HardwareModel, SavedFilter, Site, Tag
+from devices.selectors import PREFETCHED_GROUPS, PREFETCHED_TAGS
 from fleet.api.serializers import StrictModelSerializer, StrictSerializer
 from protocol.topics import DEVICE_ID_PATTERN
 
@@ -41,18 +42,41 @@ class TagSerializer(StrictModelSerializer):
         fields = ["id", "name"]
 
 
+def _prefetched(instance, attr: str, relation: str):
+    """The list selectors.device_queryset() prefetched, else the relation (a device just written)."""
+    found = getattr(instance, attr, None)
+    return found if found is not None else getattr(instance, relation).all()
+
+
 class TagNamesField(serializers.ListField):
-    """Tags as a list of names; reads the prefetch cache, so no query per row."""
+    """Tags as a list of names; reads the prefetched list, so no query per row."""
 
     child = serializers.CharField(max_length=50)
 
+    def get_attribute(self, instance):
+        return _prefetched(instance, PREFETCHED_TAGS, "tags")
+
     def to_representation(self, data):
-        return sorted(tag.name for tag in data.all())
+        return sorted(tag.name for tag in data)
+
+
+class GroupIdsField(serializers.ManyRelatedField):
+    """Group ids; reads the prefetched list, so no query per row."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            child_relation=serializers.PrimaryKeyRelatedField(queryset=DeviceGroup.objects.all()), **kwargs
+        )
+
+    def get_attribute(self, instance):
+        if instance.pk is None:
+            return []
+        return _prefetched(instance, PREFETCHED_GROUPS, "groups")
 
 
 class DeviceSerializer(StrictModelSerializer):
     tags = TagNamesField(required=False, max_length=100, help_text="Tag names; unknown tags are created.")
-    groups = serializers.PrimaryKeyRelatedField(many=True, queryset=DeviceGroup.objects.all(), required=False)
+    groups = GroupIdsField(required=False)
     device_id = serializers.RegexField(
         DEVICE_ID_PATTERN, required=False, help_text="Assigned by the server when omitted."
     )

@@ -6,11 +6,12 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from accounts.models import Role
 from fleet import storage
+from fleet.api.parsers import StrictJSONParser
 from fleet.api.viewsets import ServiceModelViewSet
 from fleet.audit import Actor
 from ota import selectors, services
@@ -36,7 +37,7 @@ class ModelArtifactViewSet(ServiceModelViewSet):
     queryset = ModelArtifact.objects.prefetch_related("hardware_models")
     serializer_class = s.ModelArtifactSerializer
     filterset_class = ModelArtifactFilterSet
-    parser_classes = [MultiPartParser, JSONParser]
+    parser_classes = [MultiPartParser, StrictJSONParser]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     services = (_not_editable, services.artifact_update, services.artifact_delete)
 

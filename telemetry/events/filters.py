@@ -3,15 +3,15 @@
 import django_filters
 
 from devices.models import DeviceGroup, Site
-from fleet.filters import UtcDateTimeFilter
+from fleet.filters import IdMultipleChoiceFilter, UtcDateTimeFilter
 from telemetry.models.events import Alert, AlertRule, Event
 
 
 class EventFilterSet(django_filters.FilterSet):
-    site = django_filters.ModelMultipleChoiceFilter(
+    site = IdMultipleChoiceFilter(
         field_name="device__site", queryset=Site.objects.all(), help_text="Site ids (any of)."
     )
-    group = django_filters.ModelMultipleChoiceFilter(
+    group = IdMultipleChoiceFilter(
         field_name="device__groups", queryset=DeviceGroup.objects.all(), help_text="Group ids (any of)."
     )
     device = django_filters.BaseInFilter(
@@ -30,9 +30,9 @@ class EventFilterSet(django_filters.FilterSet):
 
 
 class AlertFilterSet(django_filters.FilterSet):
-    rule = django_filters.ModelMultipleChoiceFilter(queryset=AlertRule.objects.all())
+    rule = IdMultipleChoiceFilter(queryset=AlertRule.objects.all())
     device = django_filters.BaseInFilter(field_name="device__device_id")
-    site = django_filters.ModelMultipleChoiceFilter(field_name="device__site", queryset=Site.objects.all())
+    site = IdMultipleChoiceFilter(field_name="device__site", queryset=Site.objects.all())
     acknowledged = django_filters.BooleanFilter(
         field_name="acknowledged_at", lookup_expr="isnull", exclude=True
     )

@@ -53,9 +53,24 @@ def status_apply(*, items: list[Inbound]) -> int:
     devices_report_versions(
         reports={pk: (item.message.agent_version, item.message.model_version) for pk, item in latest.items()}
     )
-    births = [pk for pk, item in latest.items() if item.message.state == "online"]
-    for device in Device.objects.filter(pk__in=births).order_by("pk"):
-        # A device back online gets the offers of its unfinished updates again (OTA issue: none missed).
+    # A device back online gets the offers of its unfinished updates again (none missed). "Back":
+    # no birth on record (none, or liveness only inferred from traffic), offline before, or offline
+    # earlier in this batch. A status repeated while online (e.g. after a model change) must not
+    # re-send an offer the device is answering.
+    went_offline = {item.device_pk for item in items if item.message.state != "online"}
+    inferred = {StatusReason.SEEN, StatusReason.RESUMED}
+    returned = [
+        pk
+        for pk, item in latest.items()
+        if item.message.state == "online"
+        and (
+            pk not in existing
+            or not existing[pk].online
+            or existing[pk].reason in inferred
+            or pk in went_offline
+        )
+    ]
+    for device in Device.objects.filter(pk__in=returned).order_by("pk"):
         device_came_online(device)
     return len(rows)
 

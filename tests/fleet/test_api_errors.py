@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from tests.api_base import assert_error_body
@@ -44,3 +46,18 @@ def test_time_offsets_postgresql_cannot_store_are_normalised(operator_client):
     response = operator_client.get("/api/v1/audit/", {"after": "0369-04-12T15:25:43+18:17"})
     assert response.status_code == 200, response.content
     assert_error_body(operator_client.get("/api/v1/audit/", {"after": "0001-01-01T00:00:00+01:00"}), 400)
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\ud800"], ids=["nul", "lone-surrogate"])
+def test_text_no_column_can_store_is_a_400_in_body_and_query(operator_client, text):
+    """PostgreSQL refuses NUL and UTF-8 cannot encode a lone surrogate: both valid JSON (found by schemathesis)."""
+    for url, data in (
+        ("/api/v1/sites/", {"name": text}),
+        ("/api/v1/enroll/", {"token": "t", "serial": text}),
+    ):
+        body = json.dumps(data)  # ASCII with \u escapes, as a client would send it
+        r = operator_client.generic("POST", url, body, content_type="application/json")
+        assert "NUL" in assert_error_body(r, 400, "parse_error")["message"]
+    assert_error_body(
+        operator_client.get("/api/v1/data-usage/summary/", {"device": "a\x00"}), 400, "parse_error"
+    )

@@ -63,6 +63,27 @@ def test_last_status_in_a_batch_wins():
     assert DeviceStatus.objects.get(device=device).reason == "shutdown"
 
 
+def test_only_a_device_coming_back_gets_its_update_offers_again(monkeypatch):
+    """Births re-send unfinished OTA offers; a repeated online status (a model change) does not."""
+    from telemetry.status import services
+
+    called = []
+    monkeypatch.setattr(services, "device_came_online", lambda device: called.append(device.device_id))
+    device = DeviceFactory()
+
+    def send(*states: str) -> list[str]:
+        called.clear()
+        ingest_batch(messages=[raw(device.device_id, "status", status_payload(s)) for s in states])
+        return list(called)
+
+    ingest_batch(messages=[raw(device.device_id, "telemetry", telemetry_payload())])  # alive, no birth
+    assert send("online") == [device.device_id]  # first birth
+    assert send("online") == []  # still online: e.g. the model version changed
+    assert send("offline") == []
+    assert send("online") == [device.device_id]  # back after its will
+    assert send("offline", "online") == [device.device_id]  # will and rebirth in one batch
+
+
 def test_sweep_marks_silent_devices_offline_and_traffic_brings_them_back():
     quiet, chatty = DeviceFactory(), DeviceFactory()
     for device in (quiet, chatty):
