@@ -3,7 +3,8 @@
     .venv/bin/python bench/edge/run.py [--seconds 300] [--seeds 1,2,3] [--out results.json]
 
 Never part of the test suite. Everything is generated here (synthetic scene, ONNX model); nothing
-is downloaded. Figures are printed as ratios against baselines measured in the same run.
+is downloaded. Figures are printed as ratios against baselines measured in the same run. Uplink
+bytes are counted by replaying the events through the agent's own encoder (bench/edge/uplink_bytes.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import platform
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import cv2
@@ -24,6 +24,7 @@ import onnxruntime
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from bench.edge.uplink_bytes import account, telemetry_per_hour
 from edge.vision.detectors import HogPeopleDetector, MotionBlobDetector, iou
 from edge.vision.evaluate import score_events
 from edge.vision.model_builder import write_detector_model
@@ -33,6 +34,10 @@ from edge.vision.synthetic import SceneParams, SyntheticScene
 
 CONFIG = {"labels": ["person", "vehicle"], "min_score": 0.5, "sample_fps": 5, "motion_threshold": 0.002}
 TYPICAL_STREAM_BPS = 1_000_000  # a 720p H.264 camera stream, bits per second
+# clip_labels policies replayed on the same events: None is what the agent ships with.
+CLIP_POLICIES = {"every": None, "alert": ["person"], "none": []}
+# (thumbnail_max_side, thumbnail_quality): the default first.
+THUMB_SETTINGS = [(96, 65), (160, 80), (112, 65), (96, 60), (80, 60), (64, 60)]
 
 
 def machine() -> dict:
@@ -51,18 +56,21 @@ def machine() -> dict:
     }
 
 
-def wire_bytes(event) -> int:
-    """An up/events message carrying this one event, as the agent publishes it."""
-    msg = {"v": 1, "id": uuid.uuid4().hex, "ts": time.time(), "events": [event.metadata()]}
-    return len(json.dumps(msg, separators=(",", ":")).encode())
-
-
-def run_pipeline(scene: SyntheticScene, detector, *, gate: bool) -> dict:
-    pipe = Pipeline(CONFIG, detector, camera="bench", use_gate=gate)
-    events = list(pipe.run(scene.frames()))
+def run_pipeline(scene: SyntheticScene, detector, *, gate: bool, config: dict | None = None) -> dict:
+    pipe = Pipeline(config or CONFIG, detector, camera="cam0", use_gate=gate)
+    batches = []  # per frame, as the camera thread hands them to Agent.on_events
+    for frame in scene.frames():
+        out = pipe.process(frame)
+        if out:
+            batches.append(out)
+    tail = pipe.flush()
+    if tail:
+        batches.append(tail)
+    events = [e for batch in batches for e in batch]
     score = score_events(events, scene.events())
     st = pipe.stats
     done = [e for e in events if e.end is not None]
+    thumbs, clips = [len(e.thumbnail_jpeg) for e in done], [len(e.clip) for e in done if e.clip]
     return {
         "detector": detector.name,
         "gate": gate,
@@ -77,12 +85,29 @@ def run_pipeline(scene: SyntheticScene, detector, *, gate: bool) -> dict:
         "recall": round(score.recall, 3),
         "precision": round(score.precision, 3),
         "fragmentation": round(score.fragmentation, 2),
-        "bytes": {
-            "metadata": sum(wire_bytes(e) for e in events),  # start and end reports
-            "thumbnails": sum(len(e.thumbnail_jpeg or b"") for e in done),
-            "clips": sum(len(e.clip or b"") for e in done),
-        },
+        "thumbnail_mean_bytes": round(np.mean(thumbs)) if thumbs else 0,
+        "clip_mean_bytes": round(np.mean(clips)) if clips else 0,
+        "_batches": batches,
     }
+
+
+def uplink(batches: list, *, epoch: float) -> dict:
+    """Bytes by class under each clip policy, for this run's events."""
+    return {
+        name: account(batches, clip_labels=labels, epoch=epoch).as_dict()
+        for name, labels in CLIP_POLICIES.items()
+    }
+
+
+def thumbnail_sweep(scene: SyntheticScene) -> list[dict]:
+    """Mean thumbnail bytes of the same events at other sizes and qualities (built-in detector)."""
+    out = []
+    for side, quality in THUMB_SETTINGS:
+        cfg = {**CONFIG, "thumbnail_max_side": side, "thumbnail_quality": quality, "clip_labels": []}
+        r = run_pipeline(scene, MotionBlobDetector(), gate=True, config=cfg)
+        r.pop("_batches")
+        out.append({"max_side": side, "quality": quality, "mean_bytes": r["thumbnail_mean_bytes"]})
+    return out
 
 
 def hog_probe(scene: SyntheticScene, *, frames: int = 40) -> dict:
@@ -123,8 +148,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    info = {"machine": machine(), "runs": [], "recall_seeds": []}
-    print(json.dumps(info["machine"]))
+    info = {"machine": machine(), "runs": [], "recall_seeds": [], "load_before": os.getloadavg()}
+    print(json.dumps(info["machine"]), "load", info["load_before"])
+    epoch = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         model = write_detector_model(Path(tmp) / "detector.onnx")
         for n, seed in enumerate(seeds):
@@ -138,19 +164,40 @@ def main() -> int:
                 variants += [(MotionBlobDetector, False), (lambda: OnnxDetector(model), False)]
             for make, gate in variants:
                 r = run_pipeline(scene, make(), gate=gate)
+                batches = r.pop("_batches")
                 r.update(seed=seed, scene=spec)
+                if n == 0 and gate:
+                    r["uplink"] = uplink(batches, epoch=epoch)
                 (info["runs"] if n == 0 else info["recall_seeds"]).append(r)
-                print(json.dumps({k: v for k, v in r.items() if k != "scene"}))
+                print(json.dumps({k: v for k, v in r.items() if k not in ("scene", "uplink")}))
             if n == 0:
                 info["scene"] = spec
+                info["thumbnails"] = thumbnail_sweep(scene)
+                print("thumbnails", json.dumps(info["thumbnails"]))
                 info["hog"] = hog_probe(scene)
                 print("hog", json.dumps(info["hog"]))
                 info["stream"] = stream_baseline(scene.params, seconds=args.stream_seconds)
                 print("stream", json.dumps(info["stream"]))
+    gated = next(r for r in info["runs"] if r["detector"] == "motion-blob" and r["gate"])
+    per_hour = 3600 / args.seconds
+    sent = {cls: round(n * per_hour) for cls, n in gated["uplink"]["none"]["wire"].items()}
+    info["telemetry"] = telemetry_per_hour(
+        sent_per_hour=sent, fps=gated["fps"], inference_ms=gated["inference_ms"]
+    ).as_dict()
+    info["load_after"] = os.getloadavg()
     report(info, args.seconds)
     if args.out:
         args.out.write_text(json.dumps(info, indent=1))
     return 0
+
+
+ROWS = [  # (label, clip policy, uplink classes counted)
+    ("event metadata (start + end)", "none", ("alert", "event")),
+    ("+ thumbnails, no clips (clip_labels: [])", "none", ("alert", "event", "thumbnail")),
+    ("+ thumbnails, clips held on device (metered)", "every", ("alert", "event", "thumbnail")),
+    ("+ clips of alert labels (clip_labels: [person])", "alert", ("alert", "event", "thumbnail", "clip")),
+    ("+ a clip for every event (shipped default)", "every", ("alert", "event", "thumbnail", "clip")),
+]
 
 
 def report(info: dict, seconds: float) -> None:
@@ -158,29 +205,40 @@ def report(info: dict, seconds: float) -> None:
     measured = info["stream"]["bytes_per_hour"]
     typical = TYPICAL_STREAM_BPS / 8 * 3600
     print(f"\nstreaming baseline: measured mp4v 720p10 {measured / 1e6:.1f} MB/h; typical 1 Mbit/s "
-          f"{typical / 1e6:.0f} MB/h")  # fmt: skip
+          f"{typical / 1e6:.0f} MB/h; load {info['load_before']} -> {info['load_after']}")  # fmt: skip
     base = next(r for r in info["runs"] if r["detector"] == "motion-blob" and not r["gate"])
     onnx_base = next(r for r in info["runs"] if r["detector"] == "onnx" and not r["gate"])
+    tele = info["telemetry"]["wire"].get("telemetry", 0)
     for r in info["runs"]:
         ref = base if r["detector"] == "motion-blob" else onnx_base
-        b = r["bytes"]
-        tiers = {
-            "metadata": b["metadata"],
-            "+thumbnails": b["metadata"] + b["thumbnails"],
-            "+clips": b["metadata"] + b["thumbnails"] + b["clips"],
-        }
         print(
             f"{r['detector']:12s} gate={r['gate']!s:5s} fps={r['fps']:7.1f} "
             f"(x{r['fps'] / ref['fps']:.2f} vs no gate) inference={r['inference_ms']}ms "
             f"gate_open={r['gate_open_ratio']} recall={r['recall']} precision={r['precision']} "
-            f"events={r['events']}/{r['gt_events']}"
+            f"events={r['events']}/{r['gt_events']} thumb={r['thumbnail_mean_bytes']}B "
+            f"clip={r['clip_mean_bytes']}B"
         )
-        for name, size in tiers.items():
-            h = size * per_hour
+        if "uplink" not in r:
+            continue
+        for label, policy, classes in ROWS:
+            tally = r["uplink"][policy]
+            content = sum(tally["content"].get(c, 0) for c in classes) * per_hour
+            wire = sum(tally["wire"].get(c, 0) for c in classes) * per_hour
             print(
-                f"    uplink {name:12s} {h / 1e3:9.1f} kB/h  "
-                f"{typical / h:8.0f}x less than 1 Mbit/s  {measured / h:8.0f}x less than measured mp4v"
+                f"    {label:50s} content {content / 1e3:8.1f} kB/h {typical / content:6.0f}x | "
+                f"wire {wire / 1e3:8.1f} kB/h {typical / wire:6.0f}x vs 1 Mbit/s, "
+                f"{measured / wire:6.0f}x vs mp4v | +telemetry {typical / (wire + tele):6.0f}x"
             )
+    gated = next(r for r in info["runs"] if r["detector"] == "motion-blob" and r["gate"])
+    parts = gated["uplink"]["none"]["parts"]
+    print("per event on the wire (built-in, clip_labels: []):", ", ".join(
+        f"{k} {v / gated['events']:.0f} B" for k, v in sorted(parts.items())))  # fmt: skip
+    print(f"telemetry (fixed per camera): {tele / 1e3:.1f} kB/h wire, "
+          f"{info['telemetry']['messages'].get('telemetry', 0)} messages/h")  # fmt: skip
+    print(
+        "thumbnail sweep:",
+        ", ".join(f"{t['max_side']}px q{t['quality']} {t['mean_bytes']} B" for t in info["thumbnails"]),
+    )
     for r in info["recall_seeds"]:
         print(f"seed {r['seed']} {r['detector']:12s} recall={r['recall']} precision={r['precision']}")
     hog = info["hog"]

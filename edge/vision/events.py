@@ -51,12 +51,12 @@ class DetectionEvent:
             "event_id": self.event_id,
             "camera": self.camera,
             "label": self.label,
-            "score": round(self.score, DECIMALS),
+            "score": round(float(self.score), DECIMALS),
             "bbox": round_box(self.bbox),
-            "start": round(self.start, DECIMALS),
+            "start": round(float(self.start), DECIMALS),
         }
         if self.end is not None:
-            out["end"] = max(out["start"], round(self.end, DECIMALS))
+            out["end"] = max(out["start"], round(float(self.end), DECIMALS))
         if self.zone:
             out["zone"] = self.zone
         media = [
@@ -71,9 +71,11 @@ class DetectionEvent:
 
 def round_box(box: tuple[float, float, float, float]) -> list[float]:
     """[x, y, w, h] to DECIMALS places with the far edges rounded, not the sizes, so that
-    x + w <= 1 still holds after rounding."""
-    x0, y0 = round(box[0], DECIMALS), round(box[1], DECIMALS)
-    x1, y1 = round(box[0] + box[2], DECIMALS), round(box[1] + box[3], DECIMALS)
+    x + w <= 1 still holds after rounding. Python floats: a detector's numpy floats would
+    stop the message encoder."""
+    x, y, w, h = (float(v) for v in box)
+    x0, y0 = round(x, DECIMALS), round(y, DECIMALS)
+    x1, y1 = round(x + w, DECIMALS), round(y + h, DECIMALS)
     return [x0, y0, round(max(0.0, x1 - x0), DECIMALS), round(max(0.0, y1 - y0), DECIMALS)]
 
 
@@ -169,7 +171,7 @@ class EventBuilder:
         w, h = self._size
         x0, y0 = min(max(box[0] / w, 0.0), 1.0), min(max(box[1] / h, 0.0), 1.0)
         x1, y1 = min(max((box[0] + box[2]) / w, 0.0), 1.0), min(max((box[1] + box[3]) / h, 0.0), 1.0)
-        return (x0, y0, x1 - x0, y1 - y0)
+        return (float(x0), float(y0), float(x1 - x0), float(y1 - y0))  # not numpy: see round_box
 
     def _maybe_start(self, track: Track) -> _Open | None:
         cfg = self.config

@@ -8,7 +8,7 @@ import pytest
 from edge.vision.config import DetectionConfig
 from edge.vision.detectors import MotionBlobDetector
 from edge.vision.errors import VisionError
-from edge.vision.events import round_box
+from edge.vision.events import DetectionEvent, round_box
 from edge.vision.frame import Frame
 from edge.vision.media import encode_thumbnail
 from edge.vision.pipeline import FrameSampler, Pipeline
@@ -173,6 +173,25 @@ def test_rounded_box_stays_inside_the_frame(box):
     x, y, w, h = round_box(box)
     assert x + w <= 1 + 1e-9 and y + h <= 1 + 1e-9 and min(x, y, w, h) >= 0
     assert abs((x + w) - (box[0] + box[2])) <= 0.0005 + 1e-9 and abs(x - box[0]) <= 0.0005 + 1e-9
+
+
+def test_metadata_of_numpy_values_encodes():
+    """An ONNX detector's boxes and scores are numpy floats; the message encoder takes only Python's."""
+    end = DetectionEvent(
+        event_id="e1",
+        camera="cam0",
+        label="person",
+        score=np.float32(0.87654),
+        bbox=tuple(np.array([0.25, 0.5, 0.125, 0.25]) + 1e-5),
+        start=np.float64(1.7e9),
+        end=np.float64(1.7e9 + 2.5),
+        zone=None,
+        track_id=1,
+    )
+    meta = end.metadata()
+    assert all(type(v) is float for v in (meta["score"], meta["start"], meta["end"], *meta["bbox"]))
+    decoded = decode_up("events", encode(make(Events, events=[meta]))).events[0]
+    assert decoded.bbox == (0.25, 0.5, 0.125, 0.25) and decoded.score == 0.877
 
 
 def test_protocol_defaults_are_the_agents_defaults():
