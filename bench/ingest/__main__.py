@@ -190,7 +190,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest")
     parser.add_argument("--messages", type=int, default=30_000, help="single-sample messages per phase")
     parser.add_argument("--naive-messages", type=int, default=3_000)
-    parser.add_argument("--batched-messages", type=int, default=600)
+    parser.add_argument("--batched-messages", type=int, default=3000)
     parser.add_argument("--samples", type=int, default=500, help="samples per batched message")
     parser.add_argument("--devices", type=int, default=500)
     parser.add_argument("--publishers", type=int, default=2)

@@ -7,6 +7,7 @@ one JSON line: {"count", "first", "last"} (monotonic seconds of the first and la
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -41,8 +42,6 @@ def run(mode: str, port: int, client_id: str, expected: int, timeout: float = 30
 
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fleet.settings")
         django.setup()
-        from django.utils import timezone
-
         from devices.models import Device
         from protocol import topics
         from telemetry.models import MetricSample
@@ -55,7 +54,7 @@ def run(mode: str, port: int, client_id: str, expected: int, timeout: float = 30
             s = body["samples"][0]
             MetricSample.objects.create(
                 device_id=pks[topics.parse(message.topic).device_id],
-                ts=timezone.datetime.fromtimestamp(s["ts"], timezone.UTC),
+                ts=dt.datetime.fromtimestamp(s["ts"], dt.UTC),
                 cpu_pct=s["cpu_pct"],
                 mem_pct=s["mem_pct"],
                 temp_c=s.get("temp_c"),
@@ -70,7 +69,11 @@ def run(mode: str, port: int, client_id: str, expected: int, timeout: float = 30
     def on_message(client, userdata, message) -> None:
         now = time.monotonic()
         if save is not None:
-            save(message)
+            try:
+                save(message)
+            except Exception as exc:  # paho would swallow it: make the baseline fail loudly instead
+                print(f"naive consumer failed: {exc!r}", file=sys.stderr, flush=True)
+                os._exit(1)
         if state["first"] is None:
             state["first"] = now
         state["count"] += 1
