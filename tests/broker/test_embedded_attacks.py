@@ -195,3 +195,53 @@ def test_amqtt_is_the_version_whose_internals_fleet_broker_mirrors():
     import amqtt
 
     assert amqtt.__version__ == "0.12.1"
+
+
+def test_no_message_is_lost_while_many_devices_subscribe(embedded_broker, fleet_pki, mqtt_probe):
+    """amqtt iterates its subscription table across awaits; new subscriptions during a broadcast
+    used to kill it (RuntimeError) and lose the message. A connect storm while one device publishes."""
+    import threading
+
+    publisher = fleet_pki.device()
+    ingest = mqtt_probe(embedded_broker, fleet_pki.ingest, client_id="fleet-ingest-storm")
+    assert ingest.start()
+    ingest.subscribe(f"{DEVICES_ROOT}/+/up/#")
+    cam = mqtt_probe(embedded_broker, publisher)
+    assert cam.start()
+    storm = [fleet_pki.device() for _ in range(160)]
+
+    def connect_all(devices) -> None:
+        for device in devices:
+            probe = mqtt_probe(embedded_broker, device)
+            if probe.start():
+                probe.subscribe(f"{DEVICES_ROOT}/{device.name}/down/#")
+
+    threads = [threading.Thread(target=connect_all, args=(storm[i::4],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    topic = f"{DEVICES_ROOT}/{publisher.name}/up/telemetry"
+    sent = 0
+    while any(t.is_alive() for t in threads) or sent < 100:
+        cam.client.publish(topic, str(sent).encode(), qos=1)
+        sent += 1
+        time.sleep(0.005)
+    for thread in threads:
+        thread.join()
+    cam.publish(f"{DEVICES_ROOT}/{publisher.name}/up/control", b"end")
+    got = ingest.received(until_topic=f"{DEVICES_ROOT}/{publisher.name}/up/control", timeout=20)
+    payloads = {m.payload for m in got if m.topic == topic}
+    assert payloads == {str(i).encode() for i in range(sent)}, f"{sent - len(payloads)} of {sent} lost"
+
+
+def test_subscription_table_can_change_while_a_broadcast_walks_it():
+    """The race above in miniature: amqtt's broadcast awaits between entries of the table it walks."""
+    from fleet.broker.amqtt_fleet import _SnapshotDict
+
+    table = _SnapshotDict({"a/#": [], "b/#": []})
+    walked = []
+    for key, _ in table.items():
+        walked.append(key)
+        table[f"{key}-new"] = []  # a device subscribing meanwhile
+    for key in table:
+        table.pop(key)  # _del_all_subscriptions removes while walking
+    assert walked == ["a/#", "b/#"] and table == {}
