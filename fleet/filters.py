@@ -16,9 +16,14 @@ class IdMultipleChoiceField(ModelMultipleChoiceField):
             try:
                 number = int(str(item))
             except ValueError:
-                raise ValidationError(f"'{item}' is not an id.", code="invalid_pk_value") from None
+                # Values go in params: the message is %-formatted later, and input may hold "%".
+                raise ValidationError(
+                    "'%(value)s' is not an id.", code="invalid_pk_value", params={"value": item}
+                ) from None
             if not 1 <= number <= MAX_ID:
-                raise ValidationError(f"No object with id {item}.", code="invalid_choice")
+                raise ValidationError(
+                    "No object with id %(value)s.", code="invalid_choice", params={"value": item}
+                )
         return super()._check_values(value)
 
 

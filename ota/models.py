@@ -79,7 +79,7 @@ class KeyListDocument(models.Model):
 
 
 class ReleaseTrack(models.Model):
-    """One row per model name; locked while a serial is allocated so serials only ever increase."""
+    """One row per model name; the rows are locked while a (fleet-wide) serial is allocated."""
 
     name = models.CharField(max_length=100, unique=True, validators=[model_name_validator])
     last_serial = models.PositiveBigIntegerField(default=0)

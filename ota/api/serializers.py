@@ -3,6 +3,7 @@ from rest_framework import serializers
 from devices.models import HardwareModel
 from fleet.api.serializers import StrictModelSerializer, StrictSerializer
 from ota.models import Deployment, DeviceUpdate, KeyListDocument, ModelArtifact, Release, SigningKey
+from ota.services.deployments import STRATEGY_FIELDS
 
 
 class HardwareNamesField(serializers.ListField):
@@ -115,20 +116,7 @@ class DeploymentSerializer(StrictModelSerializer):
             "state_reason",
             "targets",
             "excluded",
-            "canary_devices",
-            "canary_count",
-            "waves",
-            "soak_s",
-            "max_concurrent",
-            "max_per_minute",
-            "pause_failure_rate",
-            "abort_failure_rate",
-            "min_finished",
-            "device_timeout_s",
-            "window_start",
-            "window_end",
-            "auto_rollback",
-            "scheduled_at",
+            *STRATEGY_FIELDS,
             "plan",
             "current_wave",
             "rollback_of",

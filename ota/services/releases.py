@@ -1,4 +1,4 @@
-"""Releases: a signed manifest per artifact, with a serial that only ever increases per model track."""
+"""Releases: a signed manifest per artifact, with a serial that only ever increases (fleet-wide, so per track too)."""
 
 from __future__ import annotations
 
@@ -40,16 +40,24 @@ def _hardware(names: list[str]) -> list[HardwareModel]:
 
 
 def _allocate_serial(name: str) -> int:
-    """Next serial of a track. The row lock serialises concurrent releases, so no number is handed out twice."""
+    """Next serial for a release on the track `name`: one sequence for the whole fleet.
+
+    Serials increase per track, and across tracks too, because a device keeps one rollback floor
+    (the highest serial it ever committed, protocol.verify_manifest): a device moved to another
+    model must still accept it, and an old release of any model stays a rollback. Every track row
+    is locked while the number is taken, so concurrent releases never share or reuse one.
+    """
     try:
         with transaction.atomic():
             ReleaseTrack.objects.get_or_create(name=name)
     except IntegrityError:
         pass  # created concurrently: it exists now
-    track = ReleaseTrack.objects.select_for_update().get(name=name)
-    track.last_serial += 1
+    tracks = list(ReleaseTrack.objects.select_for_update().order_by("pk"))
+    serial = max(t.last_serial for t in tracks) + 1
+    track = next(t for t in tracks if t.name == name)
+    track.last_serial = serial
     track.save(update_fields=["last_serial"])
-    return track.last_serial
+    return serial
 
 
 @transaction.atomic

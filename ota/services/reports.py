@@ -75,18 +75,7 @@ def report_apply(
         if device_pk is None:
             return False
     earlier = [s for s in OTA_STATES if RANK[s] < RANK[report.state]]
-    # A report proves delivery: a device that got the retained offer on reconnect starts its clock now.
-    fields: dict = {
-        "state": report.state,
-        "updated_at": now,
-        "delivered_at": Coalesce(F("delivered_at"), Value(now)),
-    }
-    if report.reason:
-        fields["reason"] = report.reason[:300]
-    if report.progress is not None:
-        fields["progress"] = report.progress
-    if report.state in OTA_TERMINAL_STATES:
-        fields["finished_at"] = now
+    fields = _fields(report, now)
     moved = DeviceUpdate.objects.filter(deployment_id=pk, device_id=device_pk, state__in=earlier).update(
         **fields
     )
