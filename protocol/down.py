@@ -51,7 +51,7 @@ class DetectionSettings(Frozen, kw_only=True):
     min_score: Unit = 0.5
     labels: Annotated[list[Name], msgspec.Meta(max_length=100)] = []  # empty: every label
     sample_fps: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
-    motion_threshold: Unit = 0.02
+    motion_threshold: Unit = 0.002  # the share of changed pixels that opens the gate (bench/edge)
     clip_pre_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 3.0
     clip_post_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 5.0
     # Labels whose events get a clip; None: every label, []: no clips.

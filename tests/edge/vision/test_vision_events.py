@@ -195,8 +195,9 @@ def test_metadata_of_numpy_values_encodes():
 
 
 def test_protocol_defaults_are_the_agents_defaults():
-    """A down/config that leaves the thumbnail and clip settings out gives the agent's own defaults."""
+    """A down/config that leaves the detection settings out gives the agent's own defaults."""
     sent = DetectionConfig.from_dict(msgspec.to_builtins(DetectionSettings()))
     own = DetectionConfig()
-    for key in ("thumbnail_max_side", "thumbnail_quality", "clip_labels", "clip_pre_s", "clip_post_s"):
+    keys = ("thumbnail_max_side", "thumbnail_quality", "clip_labels", "clip_pre_s", "clip_post_s")
+    for key in (*keys, "motion_threshold", "min_score", "sample_fps", "labels"):
         assert getattr(sent, key) == getattr(own, key), key
