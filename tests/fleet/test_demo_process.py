@@ -80,3 +80,26 @@ def test_demo_runs_the_whole_system_and_stops_on_ctrl_c(tmp_path):
         rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, rest
     assert rest.strip().endswith("stopped")
+
+
+def test_demo_on_a_busy_port_says_so_in_one_line(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {
+            **os.environ,
+            "FLEET_DATA_DIR": str(tmp_path),
+            "DATABASE_URL": f"sqlite:///{tmp_path}/d.sqlite3",
+        }
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        done = subprocess.run(
+            [sys.executable, "manage.py", "demo", "--port", str(port), "--devices", "0"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr

@@ -6,7 +6,7 @@ import threading
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.core.servers.basehttp import WSGIRequestHandler, WSGIServer, get_internal_wsgi_application
 
 from accounts.services import admin_ensure
@@ -42,18 +42,28 @@ class Command(BaseCommand):
         if demo_seed(devices_per_site=max(1, devices // 3)):
             self.stdout.write("demo fleet seeded")
 
+        try:  # bind first: a busy port is a one-line error before anything else starts
+            httpd = _ThreadingWSGIServer((host, port), WSGIRequestHandler)
+        except OSError as exc:
+            raise CommandError(
+                f"cannot listen on {host}:{port}: {exc.strerror}; stop the other process or use --port"
+            ) from exc
+        httpd.set_app(get_internal_wsgi_application())
         stop = threading.Event()
         running = []
-        for component in components(
-            stop=stop, devices=devices, server_url=f"http://{host}:{port}", stdout=self.stdout
-        ):
-            component.start()
-            running.append(component)
         signal.signal(signal.SIGTERM, _interrupt)
-        httpd = _ThreadingWSGIServer((host, port), WSGIRequestHandler)
-        httpd.set_app(get_internal_wsgi_application())
-        self.stdout.write(self.style.SUCCESS(f"Fleet is up: http://{host}:{port}/  (API docs at /api/docs/)"))
         try:
+            for component in components(
+                stop=stop, devices=devices, server_url=f"http://{host}:{port}", stdout=self.stdout
+            ):
+                try:
+                    component.start()
+                except Exception as exc:  # e.g. the broker's port (MQTT_DEVICE_PORT) is taken
+                    raise CommandError(f"{type(component).__name__} could not start: {exc}") from exc
+                running.append(component)
+            self.stdout.write(
+                self.style.SUCCESS(f"Fleet is up: http://{host}:{port}/  (API docs at /api/docs/)")
+            )
             httpd.serve_forever()
         except KeyboardInterrupt:
             pass
