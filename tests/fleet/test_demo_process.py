@@ -20,9 +20,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_demo_runs_the_whole_system_and_stops_on_ctrl_c(tmp_path):
-    """Web UI and API, embedded broker, ingest, inline worker and simulated cameras in one command."""
-    port = free_port()
+def demo_command(tmp_path, port: int, devices: int) -> tuple[list[str], dict]:
+    """`manage.py demo` on its own data directory, SQLite database and ports, as a fresh machine runs it."""
     env = {
         **os.environ,
         "FLEET_DATA_DIR": str(tmp_path),
@@ -31,8 +30,15 @@ def test_demo_runs_the_whole_system_and_stops_on_ctrl_c(tmp_path):
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    return [sys.executable, "manage.py", "demo", "--port", str(port), "--devices", str(devices)], env
+
+
+def test_demo_runs_the_whole_system_and_stops_on_ctrl_c(tmp_path):
+    """Web UI and API, embedded broker, ingest, inline worker and simulated cameras in one command."""
+    port = free_port()
+    command, env = demo_command(tmp_path, port, devices=3)
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "demo", "--port", str(port), "--devices", "3"],
+        command,
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
