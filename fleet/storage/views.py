@@ -8,8 +8,12 @@ here), so every refusal is a 403 without detail about what was wrong beyond the 
 from __future__ import annotations
 
 import mimetypes
+import os
+import re
+from collections.abc import Iterator
+from typing import BinaryIO
 
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -30,8 +34,26 @@ def _local() -> LocalBackend:
     return backend
 
 
+# One range, as a resuming download asks for it ("bytes=1048576-"); anything else gets the whole object.
+_RANGE = re.compile(r"bytes=(\d+)-(\d*)")
+_CHUNK = 64 * 1024
+
+
+def _chunks(stream: BinaryIO, length: int) -> Iterator[bytes]:
+    try:
+        while length > 0:
+            chunk = stream.read(min(_CHUNK, length))
+            if not chunk:
+                return
+            length -= len(chunk)
+            yield chunk
+    finally:
+        stream.close()
+
+
 @require_GET
 def object_get(request: HttpRequest, key: str) -> HttpResponse:
+    """The object, or the byte range a resuming download asks for (206, as S3 answers it)."""
     try:
         backend = _local()
         claims = verify(request.GET.get("t", ""), "get")
@@ -41,7 +63,27 @@ def object_get(request: HttpRequest, key: str) -> HttpResponse:
     except StorageError as exc:
         return _error(exc)
     content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
-    response = FileResponse(stream, content_type=content_type)
+    size = os.fstat(stream.fileno()).st_size
+    match = _RANGE.fullmatch(request.headers.get("Range", "").strip())
+    if match and (not match[2] or int(match[2]) >= int(match[1])):
+        first = int(match[1])
+        if first >= size:
+            stream.close()
+            response = JsonResponse(
+                error_body("range_not_satisfiable", f"The object has {size} bytes."), status=416
+            )
+            response["Content-Range"] = f"bytes */{size}"
+            return response
+        last = min(int(match[2]) if match[2] else size - 1, size - 1)
+        stream.seek(first)
+        response = StreamingHttpResponse(
+            _chunks(stream, last - first + 1), status=206, content_type=content_type
+        )
+        response["Content-Range"] = f"bytes {first}-{last}/{size}"
+        response["Content-Length"] = str(last - first + 1)
+    else:
+        response = FileResponse(stream, content_type=content_type)
+    response["Accept-Ranges"] = "bytes"
     response["Cache-Control"] = "private, no-store"
     return response
 
