@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -55,7 +56,20 @@ def test_config_is_applied_to_pipeline_and_shaper(device, tmp_path):
         assert agent.config_revision == 7 and agent.shaper.policy.max_kbps == 64
 
 
-def test_command_is_acknowledged_then_succeeds(device, tmp_path):
+@pytest.fixture
+def broker_logs_quiet():
+    """The embedded broker runs in this test process (on a camera it does not): once the agent sets
+    the root level to debug, its per-message lines would fill the agent's log ring."""
+    loggers = [logging.getLogger(name) for name in ("amqtt", "transitions")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    yield
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
+
+
+def test_command_is_acknowledged_then_succeeds(device, tmp_path, broker_logs_quiet):
     ident, server = device
     with running(agent_config(tmp_path)) as agent:
         next_message(server, kind="status")
