@@ -1,4 +1,4 @@
-# ruff: noqa: F811 - pytest fixtures imported from tests/devices/test_identity_fixtures.py
+# ruff: noqa: F811 - pytest fixtures imported from live_fixtures
 """OTA end to end through the real edge agent: server deployment -> down/ota -> agent -> up/ota -> server.
 
 The agent (edge.agent.runner.Agent, what `python -m edge run` starts) enrolls through the live
@@ -29,17 +29,12 @@ from edge.enroll import enroll
 from edge.vision.model_builder import LABELS, build_detector_model
 from protocol import topics
 from protocol.messages import decode_down, decode_up
-from tests.devices.test_identity_fixtures import (  # noqa: F401 - fixtures, requested by name below
-    hardware_model,
-    identity_pki,
-    make_token,
-    unthrottled,
-)
 
 if "pytest_django.plugin" not in sys.modules:  # run with -p no:django
     pytest.skip("needs pytest-django's live server and database", allow_module_level=True)
 
 from django.utils import timezone
+from live_fixtures import hardware_model, identity_pki, live_enroll, make_token, unthrottled  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -129,14 +124,11 @@ class Server:
 
 
 @pytest.fixture
-def live(request, embedded_broker, fleet_pki, settings, tmp_path):
+def live(live_enroll, embedded_broker, fleet_pki, settings, tmp_path):
     """The Django side wired to the embedded broker and a local object store served by the live server."""
     from fleet import mqtt
 
-    for name in ("identity_pki", "unthrottled", "hardware_model"):
-        request.getfixturevalue(name)
-    url = request.getfixturevalue("live_server").url
-    settings.MQTT_DEVICE_HOST, settings.MQTT_DEVICE_PORT = embedded_broker.host, embedded_broker.port
+    url = live_enroll
     # The server's own MQTT client (offers on down/ota) as fleet-ingest; amqtt speaks 3.1.1 only.
     settings.MQTT_HOST, settings.MQTT_PORT, settings.MQTT_TLS = (
         embedded_broker.host,

@@ -1,4 +1,4 @@
-# ruff: noqa: F811 - pytest fixtures imported from tests/devices/test_identity_fixtures.py
+# ruff: noqa: F811 - pytest fixtures imported from live_fixtures
 """The agent enrolls through the real POST /api/v1/enroll/ (Django live server), then connects with it.
 
 Also: the simulator enrolls each virtual device through the same endpoint with its own key.
@@ -19,28 +19,19 @@ from edge.enroll import enroll
 from edge.sim.settings import SimSettings
 from edge.simulate import Simulator, http_enroller
 from protocol import topics
-from tests.devices.test_identity_fixtures import (  # noqa: F401 - fixtures, requested by name below
-    hardware_model,
-    identity_pki,
-    make_token,
-    unthrottled,
-)
 
 if "pytest_django.plugin" not in sys.modules:  # run with -p no:django
     pytest.skip("needs pytest-django's live server and database", allow_module_level=True)
+
+from live_fixtures import hardware_model, identity_pki, live_enroll, make_token, unthrottled  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def live(request, embedded_broker):
+def live(live_enroll, embedded_broker, make_token):
     """(live server URL, broker, make_token) with the Django side set up."""
-    for name in ("identity_pki", "unthrottled", "hardware_model"):
-        request.getfixturevalue(name)
-    settings = request.getfixturevalue("settings")
-    settings.MQTT_DEVICE_HOST = embedded_broker.host
-    settings.MQTT_DEVICE_PORT = embedded_broker.port
-    return request.getfixturevalue("live_server").url, embedded_broker, request.getfixturevalue("make_token")
+    return live_enroll, embedded_broker, make_token
 
 
 def test_agent_enrolls_for_real_and_connects(live, fleet_pki, mqtt_probe, tmp_path):
