@@ -193,7 +193,8 @@ def components(*, stop: threading.Event, devices: int, server_url: str, stdout) 
     """Embedded broker, ingest, worker and simulated fleet, in start order."""
     if settings.MQTT_BROKER == "embedded":
         yield EmbeddedBrokerComponent()
-    yield IngestComponent()
+    # One process: the demo's SQLite has one writer anyway, and nothing is left behind on Ctrl-C.
+    yield IngestComponent(commit_process=False)
     yield InlineBeat(settings.CELERY_BEAT_SCHEDULE, stop=stop)
     if devices:
         yield SimulatedFleet(

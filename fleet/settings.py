@@ -230,7 +230,10 @@ INGEST_SESSION_EXPIRY_S = env.int("INGEST_SESSION_EXPIRY_S", default=7 * 24 * 36
 INGEST_BATCH_MAX = env.int("INGEST_BATCH_MAX", default=1000)
 INGEST_BATCH_MS = env.int("INGEST_BATCH_MS", default=100)
 # Unacknowledged messages the broker may have in flight to one ingest (MQTT 5 Receive Maximum).
-INGEST_RECEIVE_MAXIMUM = env.int("INGEST_RECEIVE_MAXIMUM", default=2 * INGEST_BATCH_MAX)
+# Room for the batch being collected while two are committed (INGEST_COMMIT_PROCESS).
+INGEST_RECEIVE_MAXIMUM = env.int("INGEST_RECEIVE_MAXIMUM", default=3 * INGEST_BATCH_MAX)
+# Commit in a child process, so that receiving and committing each have a core (false: one process).
+INGEST_COMMIT_PROCESS = env.bool("INGEST_COMMIT_PROCESS", default=True)
 # Device.last_seen_at is rewritten only when it is older than this (one UPDATE per device per window).
 INGEST_SEEN_RESOLUTION_S = env.int("INGEST_SEEN_RESOLUTION_S", default=15)
 # A device clock further off than this (no RTC: 1970) is corrected with the receive time.

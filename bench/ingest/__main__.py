@@ -153,10 +153,25 @@ def run_baseline(mode: str, port: int, client_id: str, n: int) -> float:
     return state["count"] / (state["last"] - state["first"])
 
 
-def run_ingest(port: int, client_ids: list[str], n: int, log: Path) -> float:
+def run_ingest(
+    port: int,
+    client_ids: list[str],
+    n: int,
+    log: Path,
+    *,
+    commit_process: bool = True,
+    cpus: list[set[int]] | None = None,
+) -> float:
+    """Start one `manage.py ingest` per client id (pinned to cpus[i] if given) and time the drain."""
     from telemetry.models import ProcessedMessage
 
-    env = {**os.environ, "MQTT_HOST": "127.0.0.1", "MQTT_PORT": str(port), "MQTT_TLS": "false"}
+    env = {
+        **os.environ,
+        "MQTT_HOST": "127.0.0.1",
+        "MQTT_PORT": str(port),
+        "MQTT_TLS": "false",
+        "INGEST_COMMIT_PROCESS": str(commit_process).lower(),
+    }
     procs = [
         subprocess.Popen(
             [sys.executable, "manage.py", "ingest", "--metrics-port", "0", "--client-id", cid],
@@ -164,8 +179,10 @@ def run_ingest(port: int, client_ids: list[str], n: int, log: Path) -> float:
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log.open("ab"),
+            # A replica pinned to one core stands for a replica on a machine of its own (its committer too).
+            preexec_fn=(lambda cpu=cpus[i]: os.sched_setaffinity(0, cpu)) if cpus else None,
         )
-        for cid in client_ids
+        for i, cid in enumerate(client_ids)
     ]
     try:
         first = first_count = None
@@ -257,6 +274,32 @@ def main() -> None:
                 lambda n: run_ingest(broker.port, ["bench-ingest-a", "bench-ingest-b"], n, log),
             )
             phase(
+                "ingest_1_one_process",
+                ["bench-ingest-a"],
+                shared,
+                args.messages,
+                1,
+                lambda n: run_ingest(broker.port, ["bench-ingest-a"], n, log, commit_process=False),
+            )
+            phase(
+                "ingest_1_one_core",
+                ["bench-ingest-a"],
+                shared,
+                args.messages,
+                1,
+                lambda n: run_ingest(broker.port, ["bench-ingest-a"], n, log, cpus=[{0}]),
+            )
+            phase(
+                "ingest_2_one_core_each",
+                ["bench-ingest-a", "bench-ingest-b"],
+                shared,
+                args.messages,
+                1,
+                lambda n: run_ingest(
+                    broker.port, ["bench-ingest-a", "bench-ingest-b"], n, log, cpus=[{0}, {1}]
+                ),
+            )
+            phase(
                 "naive_orm",
                 ["bench-naive"],
                 plain,
@@ -288,7 +331,13 @@ def main() -> None:
     ratios = {
         "ingest_vs_raw": round(one / raw, 2),
         "ingest_vs_naive": round(one / results["naive_orm"]["messages_per_s"], 1),
+        "ingest_vs_one_process": round(one / results["ingest_1_one_process"]["messages_per_s"], 2),
         "two_replicas_vs_one": round(results["ingest_2_replicas"]["messages_per_s"] / one, 2),
+        "two_replicas_one_core_each_vs_one_on_one_core": round(
+            results["ingest_2_one_core_each"]["messages_per_s"]
+            / results["ingest_1_one_core"]["messages_per_s"],
+            2,
+        ),
         "two_replicas_vs_one_batched": round(
             results["ingest_2_batched"]["records_per_s"] / results["ingest_1_batched"]["records_per_s"], 2
         ),

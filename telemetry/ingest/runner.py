@@ -11,29 +11,30 @@ exactly once in the database.
 from __future__ import annotations
 
 import logging
-import queue
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import paho.mqtt.client as paho
 from django.conf import settings
 from django.db import close_old_connections, connections
-from django.utils import timezone
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from fleet import mqtt
 from protocol import topics
 from telemetry.ingest import metrics
-from telemetry.ingest.services import dead_letter_record, ingest_batch, is_db_unavailable
-from telemetry.ingest.types import BatchResult, RawMessage
+from telemetry.ingest.committer import Committer, ProcessCommitter, ThreadCommitter
+from telemetry.ingest.types import BatchResult, Delivery
 from telemetry.metrics.partitions import metrics_partitions_ensure
-from telemetry.models.ingest import DeadLetterReason
 
 log = logging.getLogger(__name__)
 
 _BACKOFF_MAX_S = 10.0
+_FINISH_TIMEOUT_S = 60.0
+_FIRST_WAIT_S = 0.25
+_FILL_POLL_S = 0.002
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ class IngestOptions:
     shared: bool = True
     share_group: str = "ingest"
     session_expiry_s: int = 7 * 24 * 3600
-    receive_maximum: int = 2000
+    receive_maximum: int = 3000
+    commit_process: bool = True
 
     @classmethod
     def from_settings(cls, **overrides) -> IngestOptions:
@@ -56,6 +58,7 @@ class IngestOptions:
             "share_group": settings.INGEST_SHARE_GROUP,
             "session_expiry_s": settings.INGEST_SESSION_EXPIRY_S,
             "receive_maximum": settings.INGEST_RECEIVE_MAXIMUM,
+            "commit_process": settings.INGEST_COMMIT_PROCESS,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -65,7 +68,8 @@ class IngestRunner:
     def __init__(self, *, options: IngestOptions, stop_event: threading.Event) -> None:
         self.options = options
         self.stop_event = stop_event
-        self.inbox: queue.Queue[RawMessage] = queue.Queue()
+        self.inbox: deque[Delivery] = deque()  # appended by paho's thread, taken by this one
+        self._arrived = threading.Event()
         self.connection: mqtt.Connection | None = None
         self.batches = 0
 
@@ -86,20 +90,16 @@ class IngestRunner:
         )
 
     def _on_message(self, conn: mqtt.Connection, message: paho.MQTTMessage) -> None:
+        # Kept to the minimum: this thread's time is the ingest's ceiling (parsing happens in the batch).
         try:
             topic = message.topic
         except UnicodeDecodeError:
             topic = message._topic.decode("utf-8", "replace")  # dead-lettered as a bad topic
-        self.inbox.put(
-            RawMessage(
-                topic=topic,
-                payload=message.payload,
-                received_at=timezone.now(),
-                mid=message.mid,
-                qos=message.qos,
-                generation=conn.generation,
-            )
+        self.inbox.append(
+            Delivery(topic, message.payload, time.time(), message.mid, message.qos, conn.generation)
         )
+        if not self._arrived.is_set():
+            self._arrived.set()
 
     def connect(self) -> bool:
         """Connect (retrying with backoff until stopped); False if stopped first."""
@@ -127,82 +127,36 @@ class IngestRunner:
 
     # -- the loop (this thread) ------------------------------------------------------------------
 
-    def collect(self) -> list[RawMessage]:
+    def collect(self) -> list[Delivery]:
         """Up to batch_max messages, waiting at most batch_ms after the first one."""
-        try:
-            first = self.inbox.get(timeout=0.25)
-        except queue.Empty:
+        inbox, batch_max = self.inbox, self.options.batch_max
+        self._arrived.clear()
+        if not inbox and not self._arrived.wait(_FIRST_WAIT_S):
             return []
-        batch = [first]
+        batch: list[Delivery] = []
         deadline = time.monotonic() + self.options.batch_ms / 1000
-        while len(batch) < self.options.batch_max:
-            try:
-                batch.append(self.inbox.get_nowait())
-                continue
-            except queue.Empty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(self.inbox.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return batch
-
-    def commit(self, batch: list[RawMessage]) -> BatchResult | None:
-        """Commit a batch, retrying while the database is down; None if stopped before it could."""
-        delay = 0.25
         while True:
-            try:
-                return ingest_batch(messages=batch)
-            except Exception as exc:
-                if not is_db_unavailable(exc):
-                    log.exception("ingest batch failed; processing its %d messages one by one", len(batch))
-                    return self._commit_one_by_one(batch)
-                metrics.DB_RETRIES.inc()
-                log.warning("database unavailable, batch of %d kept unacknowledged: %s", len(batch), exc)
-                for conn in connections.all():
-                    conn.close()
-                if self.stop_event.wait(delay):
-                    return None
-                delay = min(delay * 2, _BACKOFF_MAX_S)
+            batch.extend(inbox.popleft() for _ in range(min(len(inbox), batch_max - len(batch))))
+            if len(batch) >= batch_max or time.monotonic() >= deadline:
+                return batch
+            time.sleep(_FILL_POLL_S)  # cheaper than a wake-up per message
 
-    def _commit_one_by_one(self, batch: list[RawMessage]) -> BatchResult:
-        """A batch that fails for a reason other than the database: isolate the message that causes it."""
-        total = BatchResult(received=len(batch))
-        for raw in batch:
-            try:
-                result = ingest_batch(messages=[raw])
-            except Exception as exc:
-                if is_db_unavailable(exc):
-                    raise
-                log.exception("ingest failed on one message; dead-lettered")
-                dead_letter_record(
-                    raw=raw, reason=DeadLetterReason.INTERNAL_ERROR, detail=f"{type(exc).__name__}: {exc}"
-                )
-                result = BatchResult(received=1, dead_letters={DeadLetterReason.INTERNAL_ERROR: 1})
-            total.duplicates += result.duplicates
-            total.lag_s += result.lag_s
-            for kind, n in result.committed.items():
-                total.committed[kind] = total.committed.get(kind, 0) + n
-            for reason, n in result.dead_letters.items():
-                total.dead_letters[reason] = total.dead_letters.get(reason, 0) + n
-        return total
-
-    def acknowledge(self, batch: list[RawMessage]) -> None:
+    def acknowledge(self, batch: list[Delivery]) -> None:
+        """PUBACK the batch's QoS 1 messages (the subscription's maximum) in arrival order, as MQTT wants."""
         conn = self.connection
-        missed = 0
-        for raw in batch:  # in arrival order, as MQTT wants PUBACKs
-            if raw.qos and (conn is None or not conn.ack(raw.mid, raw.qos, raw.generation)):
-                missed += 1
+        generation = conn.generation if conn is not None else -1
+        mids = [d.mid for d in batch if d.qos and d.generation == generation]
+        missed = sum(1 for d in batch if d.qos) - len(mids)
+        if mids and not conn.ack_many(mids, generation):
+            missed += len(mids)
         if missed:
             # The connection changed since these arrived: the broker redelivers them, the ids dedupe them.
             metrics.UNACKED.inc(missed)
 
-    def record(self, result: BatchResult, seconds: float) -> None:
+    def record(self, result: BatchResult) -> None:
         metrics.RECEIVED.inc(result.received)
-        metrics.BATCH_SECONDS.observe(seconds)
+        metrics.DB_RETRIES.inc(result.db_retries)
+        metrics.BATCH_SECONDS.observe(result.seconds)
         metrics.BATCH_SIZE.observe(result.received)
         metrics.DUPLICATES.inc(result.duplicates)
         for kind, n in result.committed.items():
@@ -213,32 +167,50 @@ class IngestRunner:
             metrics.LAG_SECONDS.observe(max(lag, 0.0))
 
     def run(self) -> None:
-        """Until stop_event: collect, commit, acknowledge. On stop the current batch is finished first."""
+        """Until stop_event: collect, commit, acknowledge. On stop what was collected is finished first."""
         try:
             metrics_partitions_ensure()
         except Exception:  # the database may be down at start; the beat task creates them too
             log.exception("could not ensure metric partitions at start")
-        if not self.connect():
-            return
+        # Forked before paho's thread exists: the child starts with only this thread.
+        committer = (ProcessCommitter if self.options.commit_process else ThreadCommitter)(self.stop_event)
         try:
+            if not self.connect():
+                return
             while not self.stop_event.is_set():
+                if not self._acknowledge_done(committer, timeout=0.25 if committer.busy else 0):
+                    break
+                if committer.busy:
+                    continue
                 batch = self.collect()
-                if not batch:
+                if batch:
+                    committer.submit(batch)
+                else:
                     metrics.CONNECTED.set(1 if self.connection and self.connection.connected else 0)
                     close_old_connections()
-                    continue
-                started = time.perf_counter()
-                result = self.commit(batch)
-                if result is None:
-                    break  # stopping while the database is down: the broker keeps the messages
-                self.acknowledge(batch)
-                self.batches += 1
-                self.record(result, time.perf_counter() - started)
+            committer.finish()
+            while committer.pending and self._acknowledge_done(committer, timeout=_FINISH_TIMEOUT_S):
+                pass
         finally:
+            committer.close()
             metrics.CONNECTED.set(0)
             if self.connection is not None:
                 # Let the last PUBACKs leave before DISCONNECT (paho sends in order from its queue).
                 self.connection.close()
+
+    def _acknowledge_done(self, committer: Committer, timeout: float) -> bool:
+        """Acknowledge every batch the committer has finished; False once one could not be committed."""
+        while (done := committer.take(timeout)) is not None:
+            batch, result = done
+            if result is None:
+                # Stopping while the database is down: it and everything after it stay unacknowledged
+                # (PUBACKs go in arrival order), the broker keeps them.
+                return False
+            self.acknowledge(batch)
+            self.batches += 1
+            self.record(result)
+            timeout = 0
+        return True
 
 
 def run_ingest(stop_event: threading.Event, **overrides) -> IngestRunner:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from protocol._base import Message
 
@@ -36,6 +37,21 @@ class RawMessage:
     mid: int = 0
     qos: int = 1
     generation: int = 0
+
+
+class Delivery(NamedTuple):
+    """A PUBLISH as the receiving thread hands it over: cheap to make there and to pickle to the committer."""
+
+    topic: str
+    payload: bytes
+    received_ts: float  # server clock, time.time()
+    mid: int
+    qos: int
+    generation: int
+
+    def raw(self) -> RawMessage:
+        received_at = dt.datetime.fromtimestamp(self.received_ts, dt.UTC)
+        return RawMessage(self.topic, self.payload, received_at, self.mid, self.qos, self.generation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +75,5 @@ class BatchResult:
     duplicates: int = 0
     dead_letters: dict[str, int] = field(default_factory=dict)  # reason -> count
     lag_s: list[float] = field(default_factory=list)  # commit time - device ts, per handled message
+    seconds: float = 0.0  # to process and commit it
+    db_retries: int = 0  # attempts that found the database unavailable before this one committed
