@@ -81,7 +81,7 @@ def sample_system(*, disk_path: str | Path = "/") -> dict[str, Any]:
         "cpu_pct": min(100.0, max(0.0, float(psutil.cpu_percent(interval=None)))),
         "mem_pct": float(psutil.virtual_memory().percent),
         "temp_c": read_temperature(),
-        "disk_free_mb": round(shutil.disk_usage(disk_path).free / 2**20, 1),
+        "disk_free_mb": round(shutil.disk_usage(disk_path).free / 2**20),
         "link": guess_link(),
     }
 
@@ -95,7 +95,9 @@ class TelemetryBatcher:
     """Collects samples and hands back one up/telemetry body ({"samples": [...]}) when due.
 
     The agent calls `observe()` from the pipeline as frames go by and `tick()` on its
-    sampling period; `tick()` returns a body to publish, or None.
+    sampling period; `tick()` returns a body to publish, or None. A sample leaves out what
+    says nothing (the protocol's defaults): readings the platform does not have, and
+    classes with nothing queued or nothing sent.
     """
 
     def __init__(
@@ -133,7 +135,7 @@ class TelemetryBatcher:
 
     def sample(self) -> dict[str, Any]:
         """Take one sample now and keep it for the next body."""
-        s: dict[str, Any] = {"ts": self._wall(), **self._system()}
+        s: dict[str, Any] = {"ts": round(self._wall(), 1), **self._system()}
         s["fps"] = round(sum(self._fps) / len(self._fps), 2) if self._fps else None
         s["inference_ms"] = (
             round(sum(self._inference_ms) / len(self._inference_ms), 2) if self._inference_ms else None
@@ -141,10 +143,11 @@ class TelemetryBatcher:
         self._fps.clear()
         self._inference_ms.clear()
         if self.queue is not None:
-            s["queue_depth"] = dict(self.queue.depth_by_class())
+            s["queue_depth"] = {cls: n for cls, n in self.queue.depth_by_class().items() if n > 0}
             sent = self.queue.sent_bytes_by_class()
             # The counters are cumulative in the queue DB; the wire carries bytes since the last sample.
-            s["bytes_sent"] = {cls: max(0, n - self._sent_base.get(cls, 0)) for cls, n in sent.items()}
+            delta = {cls: n - self._sent_base.get(cls, 0) for cls, n in sent.items()}
+            s["bytes_sent"] = {cls: n for cls, n in delta.items() if n > 0}
             self._sent_base = dict(sent)
         self._samples.append(s)
         return s

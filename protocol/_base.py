@@ -10,7 +10,9 @@ import msgspec
 MAX_PAYLOAD_BYTES = 256 * 1024
 
 # Message ids are deduplication keys stored server-side: short and printable.
-MessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+MESSAGE_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+MessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=MESSAGE_ID_PATTERN)]
+MESSAGE_ID = re.compile(MESSAGE_ID_PATTERN)
 # Unix seconds on the device clock; an unset RTC reads 1970, so only sign and
 # finiteness are checked (1e11 s is year 5138).
 Timestamp = Annotated[float, msgspec.Meta(ge=0, lt=1e11)]

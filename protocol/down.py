@@ -8,6 +8,7 @@ import msgspec
 
 from protocol._base import (
     HHMM,
+    MESSAGE_ID,
     Frozen,
     Message,
     MessageId,
@@ -21,7 +22,7 @@ from protocol._base import (
     Url,
     check_pem,
 )
-from protocol.vocab import LOG_LEVELS, UPLINK_CLASSES, CommandName, UplinkClass
+from protocol.vocab import LOG_LEVELS, UPLINK_CLASSES, CommandName, ThumbnailFormat, UplinkClass
 
 # --- down/config (retained) ----------------------------------------------------
 
@@ -54,10 +55,17 @@ class DetectionSettings(Frozen, kw_only=True):
     motion_threshold: Unit = 0.002  # the share of changed pixels that opens the gate (bench/edge)
     clip_pre_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 3.0
     clip_post_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 5.0
-    # Labels whose events get a clip; None: every label, []: no clips.
-    clip_labels: Annotated[list[Name], msgspec.Meta(max_length=100)] | None = None
-    # The best-frame thumbnail of each event: longest side in px, JPEG quality.
+    # Labels whose clips are uploaded as soon as the event ends; None: every label. The default
+    # uploads none: a clip is ~100x an event's other bytes (bench/edge); it stays on the
+    # device (clip_keep) until an operator asks for it with the upload_clip command.
+    clip_labels: Annotated[list[Name], msgspec.Meta(max_length=100)] | None = []
+    # Record a clip of every event and keep it on the device (its media quota, oldest
+    # evicted first) for upload_clip; false: only events of clip_labels get a clip.
+    clip_keep: bool = True
+    # The best-frame thumbnail of each event: longest side in px, format, quality (0..100 of
+    # the format's encoder). WebP: ~40 % fewer bytes than JPEG at the same SSIM (bench/edge).
     thumbnail_max_side: Annotated[int, msgspec.Meta(ge=16, le=1024)] = 96
+    thumbnail_format: ThumbnailFormat = "webp"
     thumbnail_quality: Annotated[int, msgspec.Meta(ge=10, le=100)] = 65
 
 
@@ -104,6 +112,10 @@ class Command(Message, kw_only=True):
             lines = self.args.get("lines", 1000)
             if type(lines) is not int or not 1 <= lines <= 100_000:
                 raise ValueError("request_logs args.lines must be an int in 1..100000")
+        if self.name == "upload_clip":
+            event_id = self.args.get("event_id")
+            if not isinstance(event_id, str) or MESSAGE_ID.fullmatch(event_id) is None:
+                raise ValueError("upload_clip needs args.event_id, an event id of this device")
 
 
 # --- down/media (tagged union on "result") ------------------------------------

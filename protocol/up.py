@@ -44,7 +44,9 @@ class Status(Message, kw_only=True):
 # --- up/telemetry --------------------------------------------------------------
 
 
-class TelemetrySample(Frozen, kw_only=True):
+class TelemetrySample(Frozen, kw_only=True, omit_defaults=True):
+    # Sent once a minute for ever: an unknown link, an absent reading and an empty counter map
+    # are left out (the defaults below), not sent as "unknown", null and {}.
     ts: Timestamp
     cpu_pct: Percent
     mem_pct: Percent
@@ -53,7 +55,8 @@ class TelemetrySample(Frozen, kw_only=True):
     fps: NonNegFloat | None = None
     inference_ms: NonNegFloat | None = None
     disk_free_mb: NonNegFloat | None = None
-    # Items waiting in the uplink queue and bytes sent since the previous sample, per class.
+    # Items waiting in the uplink queue and bytes sent since the previous sample, per class;
+    # a class left out has none.
     queue_depth: dict[UplinkClass, NonNegInt] = {}
     bytes_sent: dict[UplinkClass, NonNegInt] = {}
 
@@ -82,6 +85,10 @@ class Detection(Frozen, kw_only=True, omit_defaults=True):
     end: Timestamp | None = None
     zone: Name | None = None
     media: Annotated[list[MediaRef], msgspec.Meta(max_length=16)] = []
+    # The best-frame thumbnail inline (end report): base64 of a JPEG or WebP of at most
+    # protocol.images.INLINE_THUMBNAIL_MAX_BYTES. Checked by protocol.images, not by this
+    # schema, so a bad thumbnail never costs the receiver the event metadata around it.
+    thumbnail: str | None = None
 
     def __post_init__(self) -> None:
         x, y, w, h = self.bbox

@@ -43,8 +43,12 @@ MEDIA_KINDS: tuple[str, ...] = get_args(MediaKind)
 AckStatus = Literal["acknowledged", "succeeded", "failed"]
 ACK_STATUSES: tuple[str, ...] = get_args(AckStatus)
 
-CommandName = Literal["reboot", "snapshot", "set_log_level", "request_logs"]
+# upload_clip: upload the clip the device kept for one event (args.event_id).
+CommandName = Literal["reboot", "snapshot", "set_log_level", "request_logs", "upload_clip"]
 COMMAND_NAMES: tuple[str, ...] = get_args(CommandName)
+
+ThumbnailFormat = Literal["webp", "jpeg"]
+THUMBNAIL_FORMATS: tuple[str, ...] = get_args(ThumbnailFormat)
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)

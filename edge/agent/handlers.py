@@ -150,6 +150,29 @@ class DownHandlers:
         )
         return {"request_id": stored.request_id, "sha256": stored.sha256, "size": stored.size}
 
+    def cmd_upload_clip(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Ask for a grant for the clip kept for args.event_id (acked once the request is queued;
+        the upload itself is followed on the server as the Media of that request_id)."""
+        event_id = str(args["event_id"])
+        stored = self.agent.media.request_kept(event_id, "clip")
+        if stored is None:
+            raise RuntimeError(f"no clip kept for event {event_id} (never recorded, or evicted by the quota)")
+        self.agent.outbox.media_request(
+            requested=True,
+            request_id=stored.request_id,
+            event_id=event_id,
+            kind="clip",
+            size=stored.size,
+            sha256=stored.sha256,
+            content_type=stored.content_type,
+        )
+        return {
+            "event_id": event_id,
+            "request_id": stored.request_id,
+            "sha256": stored.sha256,
+            "size": stored.size,
+        }
+
     # -- down/ota ----------------------------------------------------------------
 
     def on_ota(self, msg: Message) -> None:
@@ -169,15 +192,14 @@ class DownHandlers:
         if found is None:
             log.warning("grant for unknown media request %s", msg.request_id)
             return
-        kind, path = found
         grant = UploadGrant.from_message(msg)
         try:
-            parts = agent.upload(path, grant, kind)
+            parts = agent.upload(found.path, grant, found.kind)
         except UplinkError as exc:
             # Finished parts are kept; the request stays queued-able: ask again for a new grant.
             log.warning("upload %s failed: %s", msg.request_id, exc)
             return
-        agent.outbox.media_complete(kind, msg.request_id, parts)
+        agent.outbox.media_complete(found.kind, msg.request_id, parts, requested=found.requested)
         agent.media.remove(msg.request_id)
         agent.uploader.forget(grant.upload_id)
 

@@ -2,12 +2,16 @@
 
 Classes (highest first): alert > event > thumbnail > telemetry > clip.
 - events: the start report of an event whose label is an alert label -> alert (it must reach
-  a person now); every other event report -> event.
+  a person now); every other event report -> event. A thumbnail inline in an end report
+  travels with it, and its bytes are counted as sent in the thumbnail class (EventReporter
+  inlines only when the policy sends thumbnails right behind event reports).
 - ack, ota, cert -> alert: tiny control-plane answers a server-side state machine or an
   operator is waiting on; they must pass quiet hours and a spent budget, as alerts do
   (a held cert request could let the identity expire).
 - media requests and completes -> the class of the media (thumbnail for snapshots, clip for
-  clips), so a metered link that holds clips also holds their upload requests.
+  clips), so a metered link that holds clips also holds their upload requests; an upload an
+  operator asked for (upload_clip) -> event: a metered link holds clips "unless asked for",
+  quiet hours and the daily budget still apply.
 - telemetry -> telemetry.
 The birth/offline status is not queued: it describes the current connection and is
 published by the link itself (a queued "online" from an old connection would lie).
@@ -39,7 +43,11 @@ from protocol.messages import (
 log = logging.getLogger(__name__)
 
 MEDIA_CLASS = {"snapshot": "thumbnail", "clip": "clip"}
+REQUESTED_MEDIA_CLASS = "event"
 MAX_EVENTS_PER_MESSAGE = 200
+# Inline thumbnails make end reports large: a message is closed at this many payload bytes
+# (well inside MAX_PAYLOAD_BYTES, so one queue item never holds a quarter of a megabyte).
+MAX_EVENTS_BYTES = 64 * 1024
 
 
 class Outbox:
@@ -57,11 +65,13 @@ class Outbox:
         self._wake = wake
         self.dropped: dict[str, int] = {}
 
-    def put(self, cls: str, msg: Message) -> int | None:
+    def put(self, cls: str, msg: Message, *, inline_bytes: int = 0) -> int | None:
         """Queue durably; None if the queue refused it (quota), which is counted, never raised."""
         _, kind = kind_of(msg)
         try:
-            item_id = self.queue.put(cls, topics.up(self.device_id, kind), encode(msg))
+            item_id = self.queue.put(
+                cls, topics.up(self.device_id, kind), encode(msg), inline_bytes=inline_bytes
+            )
         except UplinkError as exc:
             self.dropped[exc.reason] = self.dropped.get(exc.reason, 0) + 1
             log.warning("uplink refused a %s %s message: %s", cls, kind, exc)
@@ -75,8 +85,9 @@ class Outbox:
         rest = [d for d in detections if d not in alerts]
         ids = []
         for cls, group in (("alert", alerts), ("event", rest)):
-            for i in range(0, len(group), MAX_EVENTS_PER_MESSAGE):
-                item = self.put(cls, make(Events, events=group[i : i + MAX_EVENTS_PER_MESSAGE]))
+            for chunk in _chunks(group):
+                inline = sum(len(d.get("thumbnail") or "") for d in chunk)
+                item = self.put(cls, make(Events, events=chunk), inline_bytes=inline)
                 if item is not None:
                     ids.append(item)
         return ids
@@ -95,9 +106,29 @@ class Outbox:
     def cert_request(self, request_id: str, csr_pem: str) -> None:
         self.put("alert", make(CertRequest, request_id=request_id, csr_pem=csr_pem))
 
-    def media_request(self, **fields: Any) -> None:
-        self.put(MEDIA_CLASS[fields["kind"]], make(MediaRequest, **fields))
+    def media_request(self, *, requested: bool = False, **fields: Any) -> None:
+        cls = REQUESTED_MEDIA_CLASS if requested else MEDIA_CLASS[fields["kind"]]
+        self.put(cls, make(MediaRequest, **fields))
 
-    def media_complete(self, kind: str, request_id: str, parts: list[dict[str, Any]]) -> None:
+    def media_complete(
+        self, kind: str, request_id: str, parts: list[dict[str, Any]], *, requested: bool = False
+    ) -> None:
         uploaded = [UploadedPart(number=int(p["number"]), etag=str(p["etag"])) for p in parts]
-        self.put(MEDIA_CLASS[kind], make(MediaComplete, request_id=request_id, parts=uploaded))
+        cls = REQUESTED_MEDIA_CLASS if requested else MEDIA_CLASS[kind]
+        self.put(cls, make(MediaComplete, request_id=request_id, parts=uploaded))
+
+
+def _chunks(detections: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+    """Consecutive groups of at most MAX_EVENTS_PER_MESSAGE events and ~MAX_EVENTS_BYTES."""
+    chunk: list[dict[str, Any]] = []
+    size = 0
+    for d in detections:
+        # An estimate, not the encoding: the inline thumbnail is nearly all of a big event.
+        n = 300 + len(d.get("thumbnail") or "")
+        if chunk and (len(chunk) >= MAX_EVENTS_PER_MESSAGE or size + n > MAX_EVENTS_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(d)
+        size += n
+    if chunk:
+        yield chunk

@@ -22,6 +22,7 @@ from edge.agent.link import MqttLink
 from edge.agent.media_store import MediaStore
 from edge.agent.outbox import Outbox
 from edge.agent.renewal import Renewal
+from edge.agent.reporting import EventReporter
 from edge.agent.workers import LogRing, Worker
 from edge.telemetry import TelemetryBatcher
 from edge.uplink import (
@@ -35,7 +36,6 @@ from edge.uplink import (
     UploadGrant,
 )
 from edge.vision.events import DetectionEvent
-from edge.vision.media import THUMBNAIL_CONTENT_TYPE
 from protocol import topics
 from protocol.messages import OtaOffer, Status, encode, make
 
@@ -142,6 +142,7 @@ class Agent:
         self.outbox = Outbox(
             queue=self.queue, device_id=self.device_id, alert_labels=cfg.alert_labels, wake=self.drainer.wake
         )
+        self.reporter = EventReporter(outbox=self.outbox, media=self.media, policy=lambda: self.shaper.policy)
         self.renewal = Renewal(
             store=self.identities,
             outbox=self.outbox,
@@ -192,24 +193,8 @@ class Agent:
     # -- what the handlers call --------------------------------------------------
 
     def on_events(self, events: list[DetectionEvent]) -> None:
-        """Pipeline output -> event reports, then media requests for thumbnails and clips."""
-        self.outbox.events([ev.metadata() for ev in events])
-        for ev in events:
-            for kind, data, ctype in (
-                ("snapshot", ev.thumbnail_jpeg, THUMBNAIL_CONTENT_TYPE),
-                ("clip", ev.clip, ev.clip_content_type),
-            ):
-                if not data:
-                    continue
-                stored = self.media.save(kind, data, ctype)
-                self.outbox.media_request(
-                    request_id=stored.request_id,
-                    event_id=ev.event_id,
-                    kind=kind,
-                    size=stored.size,
-                    sha256=stored.sha256,
-                    content_type=ctype,
-                )
+        """Pipeline output -> event reports (thumbnails inline where they fit), media requests, kept clips."""
+        self.reporter.report(events)
 
     def upload(self, path: Path, grant: UploadGrant, kind: str) -> list[dict[str, Any]]:
         """Upload on the media worker (one upload at a time, so one current class)."""

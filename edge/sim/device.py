@@ -326,6 +326,8 @@ class VirtualDevice:
             result = {"log_level": cmd.args["level"]}
         elif cmd.name == "request_logs":
             result = {"lines": [f"simulated log line {i}" for i in range(min(20, cmd.args.get("lines", 20)))]}
+        elif cmd.name == "upload_clip":  # a simulated camera records no clips
+            return ack("failed", detail=f"no clip kept for event {cmd.args['event_id']}")
         ack("succeeded", result=result)
         if cmd.name == "reboot":
             self.disconnect(reason="reboot")

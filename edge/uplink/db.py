@@ -35,8 +35,12 @@ CREATE TABLE IF NOT EXISTS uplink_item (
     size INTEGER NOT NULL,
     created REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    last_sent REAL
+    last_sent REAL,
+    inline_bytes INTEGER NOT NULL DEFAULT 0
 );
+-- inline_bytes: bytes of the payload that belong to the thumbnail class (thumbnails inline
+-- in an event report), counted as sent there; the rest counts in `cls`. Added later:
+-- UplinkDB._migrate adds it to older databases.
 CREATE INDEX IF NOT EXISTS uplink_item_cls_id ON uplink_item (cls, id);
 
 -- Running totals kept by triggers in the same transaction as the row change, so the
@@ -122,6 +126,7 @@ class UplinkDB:
             self._conn.execute(f"PRAGMA journal_size_limit = {int(wal_autocheckpoint_pages) * 4096}")
             # Every statement is idempotent; executescript commits on its own.
             self._conn.executescript(_SCHEMA)
+            self._migrate()
             with self.transaction():
                 self._conn.executemany(
                     "INSERT OR IGNORE INTO uplink_class (cls) VALUES (?)", [(c,) for c in UPLINK_CLASSES]
@@ -132,6 +137,12 @@ class UplinkDB:
             raise
         if not self._reserve.exists():
             self._make_reserve()
+
+    def _migrate(self) -> None:
+        """Columns added after a database was created (CREATE TABLE IF NOT EXISTS keeps old tables)."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(uplink_item)")}
+        if "inline_bytes" not in columns:
+            self._conn.execute("ALTER TABLE uplink_item ADD COLUMN inline_bytes INTEGER NOT NULL DEFAULT 0")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

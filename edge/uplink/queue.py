@@ -26,6 +26,8 @@ from edge.uplink.classes import UPLINK_CLASSES, normalize_priority
 from edge.uplink.db import UplinkDB
 from edge.uplink.errors import UplinkError
 
+THUMBNAIL = "thumbnail"  # the class inline thumbnail bytes are counted in
+
 
 @dataclass(frozen=True)
 class Item:
@@ -78,18 +80,21 @@ class UplinkQueue:
         """Apply a policy's class_priority to both draining and eviction order."""
         self.priority = normalize_priority(order)
 
-    def put(self, cls: str, topic: str, payload: bytes) -> int:
+    def put(self, cls: str, topic: str, payload: bytes, *, inline_bytes: int = 0) -> int:
         """Queue durably (committed and fsynced on return) and return the item id.
 
         When the quota would be exceeded, evicts items of the same or lower priority,
         lowest priority first and oldest first within a class. If that cannot make
         room, nothing is evicted and UplinkError('quota_full') is raised: a lower
-        class never pushes out a higher one.
+        class never pushes out a higher one. `inline_bytes` of the payload are thumbnails
+        carried inline: once delivered they count as sent in the thumbnail class.
         """
         if cls not in UPLINK_CLASSES:
             raise UplinkError("unknown_class", cls)
         payload = bytes(payload)
         size = item_size(topic, payload)
+        if not 0 <= inline_bytes <= len(payload):
+            raise UplinkError("bad_item", f"inline_bytes {inline_bytes} outside the payload")
         if size > self.quota_bytes:
             raise UplinkError("item_too_large", f"{size} bytes > quota {self.quota_bytes}")
         free = self._disk_free()
@@ -104,8 +109,9 @@ class UplinkQueue:
             if need > 0:
                 self._evict(conn, cls, need, reason)
             cur = conn.execute(
-                "INSERT INTO uplink_item (cls, topic, payload, size, created) VALUES (?, ?, ?, ?, ?)",
-                (cls, topic, payload, size, self._clock()),
+                "INSERT INTO uplink_item (cls, topic, payload, size, created, inline_bytes) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (cls, topic, payload, size, self._clock(), inline_bytes),
             )
             return int(cur.lastrowid)
 
@@ -183,14 +189,22 @@ class UplinkQueue:
 
     def _ack(self, item_id: int) -> bool:
         with self.db.transaction() as conn:
-            row = conn.execute("SELECT cls, size FROM uplink_item WHERE id = ?", (item_id,)).fetchone()
+            row = conn.execute(
+                "SELECT cls, size, inline_bytes FROM uplink_item WHERE id = ?", (item_id,)
+            ).fetchone()
             if row is None:
                 return False
+            cls, size, inline = row
             conn.execute("DELETE FROM uplink_item WHERE id = ?", (item_id,))
             conn.execute(
                 "UPDATE uplink_class SET sent = sent + 1, sent_bytes = sent_bytes + ? WHERE cls = ?",
-                (row[1], row[0]),
+                (size - inline, cls),
             )
+            if inline:
+                conn.execute(
+                    "UPDATE uplink_class SET sent_bytes = sent_bytes + ? WHERE cls = ?",
+                    (inline, THUMBNAIL),
+                )
             return True
 
     def _per_class(self, column: str) -> dict[str, int]:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from edge.vision.errors import VisionError
+from protocol.vocab import THUMBNAIL_FORMATS
 
 # Bounds of the thumbnail settings (the same as protocol.down.DetectionSettings).
 THUMB_SIDE = (16, 1024)
@@ -41,11 +42,17 @@ class DetectionConfig:
     motion_threshold: float = 0.002
     clip_pre_s: float = 3.0
     clip_post_s: float = 5.0
-    # Labels whose events get a clip; None: every label. Clips are ~50x a thumbnail's bytes.
-    clip_labels: frozenset[str] | None = None
-    # Thumbnail of the best frame: longest side in px and JPEG quality. 96 px at 65 keeps a
-    # person's clothing and a vehicle's shape and colour readable in ~1.2 kB (bench/edge).
+    # Labels whose clips are uploaded when the event ends; None: every label. Clips are ~100x
+    # an event's other bytes, so by default none is: they stay on the device (clip_keep) until
+    # an operator asks for one (the upload_clip command).
+    clip_labels: frozenset[str] | None = frozenset()
+    # Record every event's clip and keep it on the device; False: only clip_labels' events.
+    clip_keep: bool = True
+    # Thumbnail of the best frame: longest side in px, format and quality. 96 px WebP at 65
+    # keeps a person's clothing and a vehicle's shape and colour readable in ~0.7 kB, small
+    # enough to travel inline in the end report (bench/edge).
     thumbnail_max_side: int = 96
+    thumbnail_format: str = "webp"
     thumbnail_quality: int = 65
     detector: str = "builtin"
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys this agent does not know yet
@@ -56,8 +63,8 @@ class DetectionConfig:
         data = dict(data or {})
         known = {
             "labels", "min_score", "zones", "sample_fps", "motion_threshold",
-            "clip_pre_s", "clip_post_s", "clip_labels", "thumbnail_max_side", "thumbnail_quality",
-            "detector",
+            "clip_pre_s", "clip_post_s", "clip_labels", "clip_keep", "thumbnail_max_side",
+            "thumbnail_format", "thumbnail_quality", "detector",
         }  # fmt: skip
         try:
             zones = tuple(_zone(z) for z in data.get("zones") or [])
@@ -69,8 +76,10 @@ class DetectionConfig:
                 motion_threshold=float(data.get("motion_threshold", cls.motion_threshold)),
                 clip_pre_s=float(data.get("clip_pre_s", cls.clip_pre_s)),
                 clip_post_s=float(data.get("clip_post_s", cls.clip_post_s)),
-                clip_labels=_labels(data.get("clip_labels")),
+                clip_labels=_labels(data.get("clip_labels", [])),
+                clip_keep=_bool(data.get("clip_keep", cls.clip_keep)),
                 thumbnail_max_side=_int(data.get("thumbnail_max_side", cls.thumbnail_max_side)),
+                thumbnail_format=str(data.get("thumbnail_format", cls.thumbnail_format)),
                 thumbnail_quality=_int(data.get("thumbnail_quality", cls.thumbnail_quality)),
                 detector=str(data.get("detector", cls.detector)),
                 extra={k: v for k, v in data.items() if k not in known},
@@ -89,6 +98,8 @@ class DetectionConfig:
             raise VisionError(
                 "bad_config", f"thumbnail_quality must lie in [{THUMB_QUALITY[0]}, {THUMB_QUALITY[1]}]"
             )
+        if cfg.thumbnail_format not in THUMBNAIL_FORMATS:
+            raise VisionError("bad_config", f"thumbnail_format must be one of {', '.join(THUMBNAIL_FORMATS)}")
         if cfg.detector not in ("builtin", "onnx"):
             raise VisionError("bad_config", f"unknown detector {cfg.detector!r}")
         return cfg
@@ -96,8 +107,13 @@ class DetectionConfig:
     def label_allowed(self, label: str) -> bool:
         return not self.labels or label in self.labels
 
-    def clip_wanted(self, label: str) -> bool:
+    def clip_upload(self, label: str) -> bool:
+        """The event's clip is uploaded as soon as the event ends."""
         return self.clip_labels is None or label in self.clip_labels
+
+    def clip_recorded(self, label: str) -> bool:
+        """The event gets a clip: uploaded at once, or kept on the device for upload_clip."""
+        return self.clip_keep or self.clip_upload(label)
 
     def zone_for(self, bbox: tuple[float, float, float, float]) -> str | None:
         """The first zone holding the box's bottom centre (where a person stands); '' if no zones."""
@@ -114,6 +130,12 @@ def _labels(raw: Any) -> frozenset[str] | None:
     if not isinstance(raw, list | tuple | set | frozenset):
         raise ValueError("clip_labels must be a list of labels or null")
     return frozenset(str(x) for x in raw)
+
+
+def _bool(raw: Any) -> bool:
+    if not isinstance(raw, bool):
+        raise ValueError(f"{raw!r} is not true or false")
+    return raw
 
 
 def _int(raw: Any) -> int:

@@ -3,8 +3,8 @@
 An event starts when a track is confirmed and passes the label filter, min_score and zones
 (it may qualify later, e.g. when it walks into a zone); it ends when the track is lost. Each
 event is reported twice with the same event_id: at start (end None, no media) so an alert can
-go out at once, and when complete (end set, thumbnail attached, and a clip unless the
-config's clip_labels leave the label out).
+go out at once, and when complete (end set, thumbnail attached, and a clip when the config
+records one: `clip_upload` says whether it goes up at once or stays on the device).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from edge.vision.config import DetectionConfig
 from edge.vision.frame import Frame
 from edge.vision.media import CLIP_CONTENT_TYPE, encode_clip, encode_thumbnail
 from edge.vision.tracker import Track, TrackUpdate
+from protocol.images import encode_inline_thumbnail, image_content_type
 
 DECIMALS = 3  # of event times (ms), scores and normalised boxes on the wire
 
@@ -36,16 +37,23 @@ class DetectionEvent:
     end: float | None  # None: the event has just started
     zone: str | None
     track_id: int
-    thumbnail_jpeg: bytes | None = None
+    thumbnail: bytes | None = None  # JPEG or WebP: protocol.images.image_content_type tells
     clip: bytes | None = None
     clip_content_type: str = CLIP_CONTENT_TYPE
+    clip_upload: bool = False  # upload the clip at once (clip_labels); else keep it on the device
 
-    def metadata(self) -> dict:
-        """The event as it goes in up/events (protocol.up.Detection shape); media by sha256.
+    @property
+    def thumbnail_content_type(self) -> str | None:
+        return image_content_type(self.thumbnail) if self.thumbnail else None
+
+    def metadata(self, *, inline_thumbnail: bool = False) -> dict:
+        """The event as it goes in up/events (protocol.up.Detection shape).
 
         Sent twice per event, so only what carries information: times to the millisecond,
         score and box to 0.001 (~2 px of a 1920 px frame), and no `end`, `zone` or `media`
-        while they are empty (the protocol's defaults).
+        while they are empty (the protocol's defaults). The thumbnail goes inline (base64)
+        when `inline_thumbnail`, else by sha256 as media that follows through up/media; a
+        clip is named only if it is uploaded at once (a kept clip may never be).
         """
         out: dict = {
             "event_id": self.event_id,
@@ -59,11 +67,13 @@ class DetectionEvent:
             out["end"] = max(out["start"], round(float(self.end), DECIMALS))
         if self.zone:
             out["zone"] = self.zone
-        media = [
-            {"kind": kind, "sha256": hashlib.sha256(data).hexdigest()}
-            for kind, data in (("snapshot", self.thumbnail_jpeg), ("clip", self.clip))
-            if data
-        ]
+        media = []
+        if self.thumbnail and inline_thumbnail:
+            out["thumbnail"] = encode_inline_thumbnail(self.thumbnail)
+        elif self.thumbnail:
+            media.append({"kind": "snapshot", "sha256": hashlib.sha256(self.thumbnail).hexdigest()})
+        if self.clip and self.clip_upload:
+            media.append({"kind": "clip", "sha256": hashlib.sha256(self.clip).hexdigest()})
         if media:
             out["media"] = media
         return out
@@ -195,12 +205,16 @@ class EventBuilder:
 
     def _report(self, ev: _Open, *, final: bool = False) -> DetectionEvent:
         thumb = clip = None
+        cfg = self.config
         if final and ev.best_image is not None:
-            cfg = self.config
             thumb = encode_thumbnail(
-                ev.best_image, ev.best_box, max_side=cfg.thumbnail_max_side, quality=cfg.thumbnail_quality
+                ev.best_image,
+                ev.best_box,
+                max_side=cfg.thumbnail_max_side,
+                quality=cfg.thumbnail_quality,
+                fmt=cfg.thumbnail_format,
             )
-            if cfg.clip_wanted(ev.track.label):
+            if cfg.clip_recorded(ev.track.label):
                 clip = encode_clip(ev.frames, fps=cfg.sample_fps)
         return DetectionEvent(
             event_id=ev.event_id,
@@ -212,8 +226,9 @@ class EventBuilder:
             end=ev.end if final else None,
             zone=ev.zone,
             track_id=ev.track.track_id,
-            thumbnail_jpeg=thumb,
+            thumbnail=thumb,
             clip=clip,
+            clip_upload=clip is not None and cfg.clip_upload(ev.track.label),
         )
 
     def _finish(self, ev: _Open) -> DetectionEvent:

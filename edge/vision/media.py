@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -12,7 +13,24 @@ import numpy as np
 from edge.vision.errors import VisionError
 
 CLIP_CONTENT_TYPE = "video/mp4"
-THUMBNAIL_CONTENT_TYPE = "image/jpeg"
+THUMBNAIL_CONTENT_TYPE = "image/jpeg"  # the snapshot command's full frame
+IMAGE_CONTENT_TYPES = {"jpeg": "image/jpeg", "webp": "image/webp"}
+
+log = logging.getLogger(__name__)
+_webp_missing = False  # an OpenCV built without libwebp: say so once, then use JPEG
+
+
+def _encode(crop: np.ndarray, fmt: str, quality: int) -> bytes | None:
+    if fmt == "webp":
+        # 1..100 is lossy; above 100 would be lossless, which a thumbnail never needs.
+        ok, buf = cv2.imencode(".webp", crop, [cv2.IMWRITE_WEBP_QUALITY, min(quality, 100)])
+    else:
+        # Huffman tables optimised for the image: the same pixels, ~350 bytes fewer on a small
+        # thumbnail, where libjpeg's generic tables are a third of the file.
+        ok, buf = cv2.imencode(
+            ".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_OPTIMIZE, 1]
+        )
+    return buf.tobytes() if ok else None
 
 
 def encode_thumbnail(
@@ -22,12 +40,14 @@ def encode_thumbnail(
     max_side: int = 160,
     max_bytes: int = 12_000,
     quality: int = 80,
+    fmt: str = "jpeg",
 ) -> bytes:
-    """JPEG of the box with a margin, at most max_side px per side and max_bytes long.
-
-    Huffman tables are optimised for the image: the same pixels, ~350 bytes fewer on a
-    small thumbnail, where libjpeg's generic tables are a third of the file.
-    """
+    """JPEG or WebP (`fmt`) of the box with a margin, at most max_side px per side and max_bytes
+    long. The format is in the bytes (protocol.images.image_content_type): WebP falls back
+    to JPEG where OpenCV was built without it."""
+    global _webp_missing
+    if fmt not in IMAGE_CONTENT_TYPES:
+        raise VisionError("bad_config", f"unknown thumbnail format {fmt!r}")
     fh, fw = image.shape[:2]
     x, y, w, h = box
     margin = 0.25 * max(w, h)
@@ -39,14 +59,24 @@ def encode_thumbnail(
     scale = min(1.0, max_side / max(crop.shape[:2]))
     if scale < 1.0:
         crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    if fmt == "webp" and _webp_missing:
+        fmt = "jpeg"
     while True:
-        ok, buf = cv2.imencode(
-            ".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_OPTIMIZE, 1]
-        )
-        if not ok:
-            raise VisionError("encode_failed", "JPEG encoder refused the thumbnail")
-        if len(buf) <= max_bytes or quality <= 20:
-            return buf.tobytes()
+        try:
+            data = _encode(crop, fmt, quality)
+        except cv2.error as exc:
+            if fmt != "webp":
+                raise VisionError("encode_failed", f"JPEG encoder failed: {exc}") from exc
+            data = None
+        if data is None and fmt == "webp":
+            _webp_missing = True
+            log.warning("this OpenCV cannot write WebP; thumbnails fall back to JPEG")
+            fmt = "jpeg"
+            continue
+        if data is None:
+            raise VisionError("encode_failed", f"{fmt} encoder refused the thumbnail")
+        if len(data) <= max_bytes or quality <= 20:
+            return data
         quality -= 15
 
 

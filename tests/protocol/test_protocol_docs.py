@@ -22,3 +22,16 @@ def test_doc_example_decodes(direction, kind, body):
     decode = messages.decode_up if direction == "up" else messages.decode_down
     msg = decode(kind, body.encode())
     assert messages.kind_of(msg) == (direction, kind)
+
+
+def test_inline_thumbnails_in_the_examples_are_what_the_server_accepts():
+    from protocol.images import decode_inline_thumbnail
+
+    inline = [
+        e.thumbnail
+        for d, k, body in EXAMPLES
+        if (d, k) == ("up", "events")
+        for e in messages.decode_up("events", body.encode()).events
+        if e.thumbnail is not None
+    ]
+    assert inline and all(decode_inline_thumbnail(t)[1] == "image/webp" for t in inline)

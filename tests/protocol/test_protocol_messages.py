@@ -172,12 +172,17 @@ INVALID = [
     (("down", "config", ""), {"config__detection__thumbnail_quality": 101}, "thumbnail_quality"),
     (("down", "config", ""), {"config__detection__thumbnail_quality": 60.5}, "thumbnail_quality"),
     (("down", "config", ""), {"config__detection__clip_labels": "person"}, "clip_labels"),
+    (("down", "config", ""), {"config__detection__clip_keep": "yes"}, "clip_keep"),
+    (("down", "config", ""), {"config__detection__thumbnail_format": "gif"}, "thumbnail_format"),
     (("down", "config", ""), {"config__bandwidth__class_priority": ["alert", "alert"]}, "duplicates"),
     (("down", "config", ""), {"config__bandwidth__quiet_hours": ["25:00", "06:00"]}, "quiet_hours"),
     (("down", "config", ""), {"config__bandwidth__classes_allowed": ["spam"]}, "classes_allowed"),
     (("down", "ota", ""), {"manifest": "signed"}, "$.manifest"),
     (("down", "cmd", ""), {"name": "format_disk"}, "$.name"),
     (("down", "cmd", ""), {"args": {"level": "loud"}}, "level"),
+    (("down", "cmd", ""), {"name": "upload_clip", "args": {}}, "event_id"),
+    (("down", "cmd", ""), {"name": "upload_clip", "args": {"event_id": "a/b"}}, "event_id"),
+    (("down", "cmd", ""), {"name": "upload_clip", "args": {"event_id": 7}}, "event_id"),
     (("down", "cmd", ""), {"expires": KeyError}, "expires"),
     (("down", "media", "granted"), {"parts__0__url": "ftp://x"}, "url"),
     (("down", "media", "granted"), {"parts__0__number": 0}, "number"),
@@ -280,16 +285,32 @@ def test_ota_state_vocabulary():
     assert msgspec.json.decode(m.encode(VALID[("down", "config", "")]()))["config"]["bandwidth"]["metered"]
 
 
+ADDED_DETECTION_FIELDS = (
+    "thumbnail_max_side",
+    "thumbnail_format",
+    "thumbnail_quality",
+    "clip_labels",
+    "clip_keep",
+)
+
+
 def test_detection_settings_added_fields_are_optional_with_defaults():
-    # A server that predates thumbnail_* and clip_labels sends a config without them.
+    # A server that predates thumbnail_*, clip_labels and clip_keep sends a config without them:
+    # thumbnails of 96 px WebP, clips kept on the device and none uploaded unasked.
     body = json.loads(m.encode(VALID[("down", "config", "")]()))
-    for key in ("thumbnail_max_side", "thumbnail_quality", "clip_labels"):
-        del body["config"]["detection"][key]
+    for key in ADDED_DETECTION_FIELDS:
+        body["config"]["detection"].pop(key, None)
     det = m.decode_down("config", json.dumps(body).encode()).config.detection
-    assert (det.thumbnail_max_side, det.thumbnail_quality, det.clip_labels) == (96, 65, None)
-    body["config"]["detection"] |= {"thumbnail_max_side": 128, "thumbnail_quality": 70, "clip_labels": []}
+    assert tuple(getattr(det, k) for k in ADDED_DETECTION_FIELDS) == (96, "webp", 65, [], True)
+    body["config"]["detection"] |= {
+        "thumbnail_max_side": 128,
+        "thumbnail_format": "jpeg",
+        "thumbnail_quality": 70,
+        "clip_labels": None,
+        "clip_keep": False,
+    }
     det = m.decode_down("config", json.dumps(body).encode()).config.detection
-    assert (det.thumbnail_max_side, det.thumbnail_quality, det.clip_labels) == (128, 70, [])
+    assert tuple(getattr(det, k) for k in ADDED_DETECTION_FIELDS) == (128, "jpeg", 70, None, False)
 
 
 def test_event_start_leaves_out_empty_fields_and_round_trips():

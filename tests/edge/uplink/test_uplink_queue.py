@@ -182,3 +182,34 @@ def test_database_is_wal_and_fsyncs_every_commit(qpath):
     db = UplinkDB(qpath)
     assert db.query("PRAGMA journal_mode")[0][0] == "wal"
     assert db.query("PRAGMA synchronous")[0][0] == 2  # FULL
+
+
+def test_inline_thumbnail_bytes_count_as_sent_in_the_thumbnail_class(qpath):
+    q = UplinkQueue.open(qpath, quota_bytes=10**6)
+    payload = b"e" * 100 + b"T" * 900  # an end report carrying a 900-character inline thumbnail
+    item = q.put("event", TOPIC, payload, inline_bytes=900)
+    assert q.depth_by_class()["event"] == 1 and q.bytes_by_class()["event"] == item_size(TOPIC, payload)
+    assert q.ack(item)
+    sent = q.sent_bytes_by_class()
+    assert sent["event"] == item_size(TOPIC, payload) - 900 and sent["thumbnail"] == 900
+    with pytest.raises(UplinkError) as err:
+        q.put("event", TOPIC, b"xy", inline_bytes=3)
+    assert err.value.reason == "bad_item"
+
+
+def test_a_database_from_before_inline_bytes_is_migrated_in_place(qpath):
+    import sqlite3
+
+    q = UplinkQueue.open(qpath, quota_bytes=10**6)
+    q.put("event", TOPIC, b"ee")
+    q.close()
+    old = sqlite3.connect(qpath)  # the table as an older agent created it
+    old.execute("ALTER TABLE uplink_item DROP COLUMN inline_bytes")
+    old.commit()
+    old.close()
+    q = UplinkQueue.open(qpath, quota_bytes=10**6)
+    item = q.peek_next()
+    assert item is not None and item.payload == b"ee"
+    assert q.ack(item.id) and q.sent_bytes_by_class()["event"] == item_size(TOPIC, b"ee")
+    q.ack(q.put("event", TOPIC, b"abc", inline_bytes=1))
+    assert q.sent_bytes_by_class()["thumbnail"] == 1

@@ -1,3 +1,4 @@
+import base64
 import json
 
 import cv2
@@ -43,15 +44,16 @@ def test_event_has_start_then_end_with_thumbnail_and_clip():
     assert len(starts) == 1 and len(ends) == 1
     start, end = starts[0], ends[0]
     assert start.event_id == end.event_id and start.camera == "door" and end.label == "person"
-    assert start.thumbnail_jpeg is None and start.clip is None
+    assert start.thumbnail is None and start.clip is None
     assert 1.4 <= end.start <= 1.7 and 3.7 <= end.end <= 4.0
-    thumb = cv2.imdecode(np.frombuffer(end.thumbnail_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert end.thumbnail_content_type == "image/webp"  # the default format
+    thumb = cv2.imdecode(np.frombuffer(end.thumbnail, np.uint8), cv2.IMREAD_COLOR)
     assert max(thumb.shape[:2]) <= 96 and thumb[..., 2].mean() > thumb[..., 0].mean()  # red subject
-    assert end.clip[4:8] == b"ftyp"  # an MP4 container
+    assert end.clip[4:8] == b"ftyp" and not end.clip_upload  # an MP4, kept on the device by default
     x, y, w, h = end.bbox
     assert x >= 0 and x + w <= 1 and y >= 0 and y + h <= 1 and 0.04 < w < 0.06
     meta = end.metadata()
-    assert {m["kind"] for m in meta["media"]} == {"snapshot", "clip"}
+    assert [m["kind"] for m in meta["media"]] == ["snapshot"]  # a kept clip is not announced
     assert pipe.stats.frames_sampled == 60 and 0 < pipe.stats.gate_open_ratio < 0.6
 
 
@@ -99,6 +101,8 @@ def test_min_score_above_every_detection_gives_no_event():
         {"thumbnail_quality": 0},
         {"thumbnail_quality": float("inf")},
         {"clip_labels": "person"},
+        {"clip_keep": "yes"},
+        {"thumbnail_format": "gif"},
     ],
 )
 def test_bad_config_is_refused_with_a_reason(bad):
@@ -115,7 +119,7 @@ def test_sampler_passes_the_target_rate():
 
 def _thumb(config):
     (end,) = [e for e in _run({"sample_fps": 10, **config})[1] if e.end is not None]
-    return end, cv2.imdecode(np.frombuffer(end.thumbnail_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    return end, cv2.imdecode(np.frombuffer(end.thumbnail, np.uint8), cv2.IMREAD_COLOR)
 
 
 def test_thumbnail_size_and_quality_follow_the_config():
@@ -123,7 +127,7 @@ def test_thumbnail_size_and_quality_follow_the_config():
     for side, quality in ((96, 90), (32, 90), (32, 30)):
         end, img = _thumb({"thumbnail_max_side": side, "thumbnail_quality": quality})
         assert max(img.shape[:2]) <= side and img[..., 2].mean() > img[..., 0].mean()  # red subject
-        sizes[side, quality] = (max(img.shape[:2]), len(end.thumbnail_jpeg))
+        sizes[side, quality] = (max(img.shape[:2]), len(end.thumbnail))
     # The 12x34 px subject's square crop (~50-60 px) is kept under 96 px and scaled down to 32.
     assert sizes[96, 90][0] > 40 and sizes[32, 90][0] == sizes[32, 30][0] == 32
     assert sizes[96, 90][1] > sizes[32, 90][1] > sizes[32, 30][1]
@@ -138,12 +142,48 @@ def test_thumbnail_huffman_tables_are_optimised():
     assert len(ours) < len(generic) - 150  # libjpeg's generic tables alone are ~420 bytes
 
 
-@pytest.mark.parametrize(("clip_labels", "has_clip"), [(None, True), (["person"], True), ([], False)])
-def test_clip_labels_choose_which_events_get_a_clip(clip_labels, has_clip):
-    end, _ = _thumb({"clip_labels": clip_labels})
-    assert (end.clip is not None) is has_clip and end.thumbnail_jpeg
+def test_thumbnail_format_follows_the_config_and_webp_is_smaller():
+    webp, _ = _thumb({"thumbnail_quality": 65})
+    jpeg, img = _thumb({"thumbnail_quality": 65, "thumbnail_format": "jpeg"})
+    assert (webp.thumbnail_content_type, jpeg.thumbnail_content_type) == ("image/webp", "image/jpeg")
+    assert img[..., 2].mean() > img[..., 0].mean() and len(webp.thumbnail) < len(jpeg.thumbnail)
+
+
+def test_webp_falls_back_to_jpeg_where_opencv_cannot_write_it(monkeypatch):
+    from edge.vision import media
+
+    real = cv2.imencode
+
+    def no_webp(ext, *args):
+        if ext == ".webp":
+            raise cv2.error("no WebP encoder in this build")
+        return real(ext, *args)
+
+    monkeypatch.setattr(media, "_webp_missing", False)
+    monkeypatch.setattr(media.cv2, "imencode", no_webp)
+    img = next(f.image for f in _walker_frames() if f.index == 20)
+    assert (
+        encode_thumbnail(img, (30, 100, 12, 34), max_side=96, quality=65, fmt="webp")[:3] == b"\xff\xd8\xff"
+    )
+    assert media._webp_missing  # asked once, then JPEG straight away
+
+
+@pytest.mark.parametrize(
+    ("settings", "has_clip", "uploaded"),
+    [
+        ({}, True, False),  # the default: every event's clip kept on the device, none uploaded
+        ({"clip_labels": None}, True, True),
+        ({"clip_labels": ["person"]}, True, True),
+        ({"clip_labels": ["vehicle"]}, True, False),
+        ({"clip_labels": ["vehicle"], "clip_keep": False}, False, False),
+        ({"clip_labels": ["person"], "clip_keep": False}, True, True),
+    ],
+)
+def test_clip_labels_and_clip_keep_choose_which_clips_are_recorded_and_uploaded(settings, has_clip, uploaded):
+    end, _ = _thumb(settings)
+    assert (end.clip is not None) is has_clip and end.clip_upload is uploaded and end.thumbnail
     kinds = [m["kind"] for m in end.metadata()["media"]]
-    assert kinds == (["snapshot", "clip"] if has_clip else ["snapshot"])
+    assert kinds == (["snapshot", "clip"] if uploaded else ["snapshot"])
 
 
 def test_metadata_is_lean_and_valid_on_the_wire():
@@ -157,7 +197,12 @@ def test_metadata_is_lean_and_valid_on_the_wire():
     body = json.loads(payload)
     assert "null" not in payload.decode() and "media" not in body["events"][0]
     decoded = decode_up("events", payload).events
-    assert decoded[0].end is None and decoded[1].end == meta["end"] and len(decoded[1].media) == 2
+    assert decoded[0].end is None and decoded[1].end == meta["end"] and len(decoded[1].media) == 1
+    inline = end.metadata(inline_thumbnail=True)
+    assert "media" not in inline and base64.b64decode(inline["thumbnail"]) == end.thumbnail
+    assert (
+        decode_up("events", encode(make(Events, events=[inline]))).events[0].thumbnail == inline["thumbnail"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -198,6 +243,14 @@ def test_protocol_defaults_are_the_agents_defaults():
     """A down/config that leaves the detection settings out gives the agent's own defaults."""
     sent = DetectionConfig.from_dict(msgspec.to_builtins(DetectionSettings()))
     own = DetectionConfig()
-    keys = ("thumbnail_max_side", "thumbnail_quality", "clip_labels", "clip_pre_s", "clip_post_s")
+    keys = (
+        "thumbnail_max_side",
+        "thumbnail_format",
+        "thumbnail_quality",
+        "clip_labels",
+        "clip_keep",
+        "clip_pre_s",
+        "clip_post_s",
+    )
     for key in (*keys, "motion_threshold", "min_score", "sample_fps", "labels"):
         assert getattr(sent, key) == getattr(own, key), key
