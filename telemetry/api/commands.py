@@ -44,7 +44,11 @@ class CommandSendSerializer(StrictSerializer):
 
 
 class CommandViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    """reboot, snapshot, set_log_level, request_logs: sent on down/cmd, followed through up/ack."""
+    """reboot, snapshot, set_log_level, request_logs, upload_clip: sent on down/cmd, followed through up/ack.
+
+    upload_clip (args.event_id) asks the camera to upload the clip it kept for one of its events;
+    the upload then shows as that event's clip media.
+    """
 
     queryset = Command.objects.select_related("device", "created_by")
     serializer_class = CommandSerializer

@@ -20,6 +20,7 @@ from protocol.messages import make, new_message_id
 from protocol.up import Ack
 from telemetry.commands.downlink import send_on_commit
 from telemetry.models.commands import TERMINAL_STATES, Command, CommandState
+from telemetry.models.events import Event
 
 DEFAULT_TTL_S = 300
 MAX_TTL_S = 7 * 24 * 3600
@@ -64,6 +65,13 @@ def command_send(
         raise CommandError(
             "validation_error", exc.detail or "Invalid command.", fields={"args": [exc.detail]}
         ) from exc
+    if (
+        name == "upload_clip"
+        and not Event.objects.filter(device=device, event_id=msg.args["event_id"]).exists()
+    ):
+        # The device would only answer "no clip kept"; an operator's typo is better said now.
+        detail = f"No event {msg.args['event_id']!r} from {device.device_id}."
+        raise CommandError("validation_error", detail, fields={"args": [detail]})
     with transaction.atomic():
         command = Command.objects.create(
             command_id=command_id,

@@ -1,14 +1,21 @@
 """Media upload grants: up/media request -> down/media granted|refused; up/media complete -> verify, attach.
 
-Bytes never pass through MQTT or this process on the way in: the device PUTs parts to
-presigned URLs (S3 UploadPart, or the local store's signed part URLs). On completion
-the store assembles the parts and the object's size and sha256 must equal what the
-device promised, or the object is deleted and the refusal recorded.
+Snapshots and clips do not pass through MQTT or this process on the way in: the device
+PUTs parts to presigned URLs (S3 UploadPart, or the local store's signed part URLs). On
+completion the store assembles the parts and the object's size and sha256 must equal what
+the device promised, or the object is deleted and the refusal recorded.
+
+The one exception is a small thumbnail inline in an event's end report (protocol.images):
+`media_inline_store` checks it, stores it in the same store and records it exactly as a
+verified snapshot upload, so the API and the UI cannot tell the two paths apart.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import io
+import logging
 import math
 
 from django.db import transaction
@@ -17,14 +24,18 @@ from django.utils import timezone
 from devices.models import Device
 from fleet import storage
 from protocol.down import MediaGranted, MediaRefused
+from protocol.errors import MessageError
+from protocol.images import decode_inline_thumbnail
 from protocol.messages import make
 from protocol.up import MediaComplete, MediaRequest
 from telemetry.commands.downlink import send_on_commit
 from telemetry.events.alerts import in_quiet_hours
 from telemetry.models.events import Event
-from telemetry.models.media import Media, MediaState
+from telemetry.models.media import Media, MediaKind, MediaState
 from telemetry.policies.resolve import policy_for
 from telemetry.policies.usage import MEDIA_CLASS, bytes_used_today, data_usage_add, device_tz
+
+log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 PART_SIZE = 8 * MIB  # S3 needs >= 5 MiB for every part but the last
@@ -183,3 +194,87 @@ def media_url(media: Media) -> str | None:
     if media.state != MediaState.VERIFIED:
         return None
     return storage.presigned_get(media.key, GET_URL_TTL_S)
+
+
+# Refusal reasons of an inline thumbnail (Media.error, and the dead-letter reason).
+BAD_THUMBNAIL = "bad_thumbnail"
+STORAGE_ERROR = "storage_error"
+
+
+class InlineRefused(Exception):
+    """An inline thumbnail that was not stored; `media` records why (unless a good copy was stored before)."""
+
+    def __init__(self, media: Media, error: str, detail: str) -> None:
+        super().__init__(f"{error}: {detail}")
+        self.media, self.error, self.detail = media, error, detail
+
+
+def inline_request_id(event_id: str) -> str:
+    """The request id an event's inline thumbnail is recorded under: one per event, so a report
+    delivered twice stores and counts its thumbnail once."""
+    request_id = f"inline-{event_id}"
+    if len(request_id) > 64:  # event ids may be 64 characters themselves
+        request_id = "inline-" + hashlib.sha256(event_id.encode()).hexdigest()[:57]
+    return request_id
+
+
+def media_inline_store(*, event: Event, thumbnail: str, at: dt.datetime | None = None) -> Media:
+    """Store the thumbnail an end report carried inline as the event's verified snapshot.
+
+    The size, the format (JPEG or WebP magic) and the sha256 are established here, from the
+    bytes. A bad thumbnail (not base64, over the inline cap, not an image) or a store that
+    fails is recorded as a refused Media row with the reason, then raised as InlineRefused;
+    the event itself is untouched either way. The base64 characters, what crossed the
+    link, count in the device's data usage as thumbnail bytes.
+    """
+    with transaction.atomic():  # the refused row is committed with the batch, then we raise
+        media, refusal = _inline_store(event, thumbnail, at or timezone.now())
+    if refusal is not None:
+        raise InlineRefused(media, *refusal)
+    return media
+
+
+def _inline_store(event: Event, thumbnail: str, at: dt.datetime) -> tuple[Media, tuple[str, str] | None]:
+    device = event.device
+    request_id = inline_request_id(event.event_id)
+    media = Media.objects.select_for_update().filter(device=device, request_id=request_id).first()
+    media = media or Media(device=device, request_id=request_id, kind=MediaKind.SNAPSHOT, event=event)
+    try:
+        data, content_type = decode_inline_thumbnail(thumbnail)
+    except MessageError as exc:
+        return _inline_refused(media, BAD_THUMBNAIL, exc.detail, size=len(thumbnail) * 3 // 4)
+    sha256 = hashlib.sha256(data).hexdigest()
+    if media.state == MediaState.VERIFIED and media.sha256 == sha256:
+        return media, None  # the same report again (a new message id for the same event)
+    key = f"media/{device.device_id}/{event.event_id}/{request_id}.{CONTENT_TYPES['snapshot'][content_type]}"
+    try:
+        size, stored_sha256 = storage.put(key, io.BytesIO(data))
+    except Exception as exc:  # any store failure (S3 outage, bad key, full disk) must not cost the event
+        detail = f"{exc.code}: {exc.message}" if isinstance(exc, storage.StorageError) else repr(exc)
+        log.warning("inline thumbnail of %s/%s not stored: %s", device.device_id, event.event_id, detail)
+        return _inline_refused(media, STORAGE_ERROR, detail, size=len(data))
+    if (size, stored_sha256) != (len(data), sha256):
+        storage.delete(key)
+        detail = f"the store holds {size} bytes, sha256 {stored_sha256}"
+        return _inline_refused(media, STORAGE_ERROR, detail, size=len(data))
+    media.event, media.kind, media.content_type = event, MediaKind.SNAPSHOT, content_type
+    media.size, media.sha256, media.key = size, sha256, key
+    media.upload_id, media.part_size, media.expires_at = "", None, None
+    media.state, media.error, media.detail, media.verified_at = MediaState.VERIFIED, "", "", at
+    media.save()
+    ref = {"kind": MediaKind.SNAPSHOT.value, "sha256": sha256}
+    if ref not in event.media_refs:
+        # As if the report had named it: the event lists every snapshot it has.
+        event.media_refs = [*event.media_refs, ref]
+        Event.objects.filter(pk=event.pk).update(media_refs=event.media_refs, updated_at=at)
+    data_usage_add(device=device, uplink_class=MEDIA_CLASS["snapshot"], nbytes=len(thumbnail), at=at)
+    return media, None
+
+
+def _inline_refused(media: Media, error: str, detail: str, *, size: int) -> tuple[Media, tuple[str, str]]:
+    if media.state != MediaState.VERIFIED:  # a good copy stored before is not undone by a bad one
+        media.kind, media.content_type, media.size, media.sha256 = MediaKind.SNAPSHOT, "", size, ""
+        media.key = media.upload_id = ""
+        media.state, media.error, media.detail = MediaState.REFUSED, error, detail[:500]
+        media.save()
+    return media, (error, detail)

@@ -2,6 +2,7 @@
 
 import datetime as dt
 
+import msgspec
 import pytest
 from django.utils import timezone
 
@@ -9,7 +10,7 @@ from devices.models import DeviceState
 from fleet.audit import Actor
 from fleet.errors import FleetError
 from protocol.down import Command as CommandMessage
-from protocol.up import Ack
+from protocol.up import Ack, Detection
 from telemetry.commands import services
 from telemetry.commands.handlers import handle_acks
 from telemetry.models.commands import Command, CommandState
@@ -119,3 +120,29 @@ def test_expiry_and_acks_for_unknown_or_expired_commands_are_dead_lettered(
             (other.device_id, "unknown_command"),
         ]
     )
+
+
+def test_upload_clip_names_an_event_of_that_device(published, django_capture_on_commit_callbacks):
+    from telemetry.events.services import events_ingest
+    from tests.telemetry.test_events_support import detection as detection_dict
+
+    device, other = DeviceFactory(), DeviceFactory()
+    events_ingest(device=device, detections=[msgspec.convert(detection_dict("ev-7"), Detection)])
+    command = send(
+        device, published, django_capture_on_commit_callbacks, name="upload_clip", args={"event_id": "ev-7"}
+    )
+    (msg,) = published.to(device.device_id, "cmd")
+    assert (msg.name, msg.args, command.name) == ("upload_clip", {"event_id": "ev-7"}, "upload_clip")
+    handle_acks(items=[ack(device, command.command_id, "acknowledged")])
+    handle_acks(
+        items=[
+            ack(device, command.command_id, "succeeded", result={"request_id": "rq-9", "event_id": "ev-7"})
+        ]
+    )
+    command.refresh_from_db()
+    assert command.state == CommandState.SUCCEEDED and command.result["request_id"] == "rq-9"
+    for dev, args in ((other, {"event_id": "ev-7"}), (device, {"event_id": "ev-404"}), (device, {})):
+        with pytest.raises(FleetError) as err:
+            send(dev, published, django_capture_on_commit_callbacks, name="upload_clip", args=args)
+        assert err.value.code == "validation_error" and "event" in str(err.value.fields["args"])
+    assert Command.objects.count() == 1
