@@ -160,9 +160,8 @@ def run_ingest(
     log: Path,
     *,
     commit_process: bool = True,
-    cpus: list[set[int]] | None = None,
 ) -> float:
-    """Start one `manage.py ingest` per client id (pinned to cpus[i] if given) and time the drain."""
+    """Start one `manage.py ingest` per client id and time the drain."""
     from telemetry.models import ProcessedMessage
 
     env = {
@@ -179,10 +178,8 @@ def run_ingest(
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log.open("ab"),
-            # A replica pinned to one core stands for a replica on a machine of its own (its committer too).
-            preexec_fn=(lambda cpu=cpus[i]: os.sched_setaffinity(0, cpu)) if cpus else None,
         )
-        for i, cid in enumerate(client_ids)
+        for cid in client_ids
     ]
     try:
         first = first_count = None
@@ -282,21 +279,13 @@ def main() -> None:
                 lambda n: run_ingest(broker.port, ["bench-ingest-a"], n, log, commit_process=False),
             )
             phase(
-                "ingest_1_one_core",
-                ["bench-ingest-a"],
-                shared,
-                args.messages,
-                1,
-                lambda n: run_ingest(broker.port, ["bench-ingest-a"], n, log, cpus=[{0}]),
-            )
-            phase(
-                "ingest_2_one_core_each",
+                "ingest_2_one_process",
                 ["bench-ingest-a", "bench-ingest-b"],
                 shared,
                 args.messages,
                 1,
                 lambda n: run_ingest(
-                    broker.port, ["bench-ingest-a", "bench-ingest-b"], n, log, cpus=[{0}, {1}]
+                    broker.port, ["bench-ingest-a", "bench-ingest-b"], n, log, commit_process=False
                 ),
             )
             phase(
@@ -333,9 +322,9 @@ def main() -> None:
         "ingest_vs_naive": round(one / results["naive_orm"]["messages_per_s"], 1),
         "ingest_vs_one_process": round(one / results["ingest_1_one_process"]["messages_per_s"], 2),
         "two_replicas_vs_one": round(results["ingest_2_replicas"]["messages_per_s"] / one, 2),
-        "two_replicas_one_core_each_vs_one_on_one_core": round(
-            results["ingest_2_one_core_each"]["messages_per_s"]
-            / results["ingest_1_one_core"]["messages_per_s"],
+        "two_replicas_vs_one_one_process": round(
+            results["ingest_2_one_process"]["messages_per_s"]
+            / results["ingest_1_one_process"]["messages_per_s"],
             2,
         ),
         "two_replicas_vs_one_batched": round(

@@ -9,6 +9,7 @@ import msgspec
 from django.conf import settings
 from django.db import connection
 from prometheus_client import Counter
+from psycopg.types.json import set_json_dumps
 
 from telemetry.ingest.types import Inbound
 from telemetry.models import MetricSample
@@ -28,6 +29,9 @@ COLUMNS = (
     "queue_depth",
     "bytes_sent",
 )
+# COPY's binary format, types given up front: no per-value type lookup and no float-to-text
+# formatting, about half the client CPU of the text format (the ingest's committer is CPU-bound).
+_COPY_TYPES = ("bigint", "timestamptz", *["float8"] * 6, "varchar", "jsonb", "jsonb")
 _json = msgspec.json.Encoder()
 _UTC = dt.UTC
 
@@ -74,14 +78,15 @@ def samples_record(*, items: list[Inbound], now: dt.datetime | None = None) -> i
         return 0
     if connection.vendor == "postgresql":
         table = connection.ops.quote_name(MetricSample._meta.db_table)
-        encode = _json.encode
         # COPY: several times the rows/s of a multi-row INSERT (no per-row SQL, no RETURNING).
-        with (
-            connection.cursor() as cursor,
-            cursor.cursor.copy(f"COPY {table} ({', '.join(COLUMNS)}) FROM STDIN") as copy,
-        ):
-            for row in rows:
-                copy.write_row((*row[:9], encode(row[9]).decode(), encode(row[10]).decode()))
+        with connection.cursor() as cursor:
+            set_json_dumps(_json.encode, context=cursor.cursor)  # msgspec, not the json module
+            with cursor.cursor.copy(
+                f"COPY {table} ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(_COPY_TYPES)
+                for row in rows:
+                    copy.write_row(row)
     else:
         MetricSample.objects.bulk_create(
             [MetricSample(**dict(zip(COLUMNS, row, strict=True))) for row in rows], batch_size=500
