@@ -209,24 +209,28 @@ class ProcessCommitter:
         try:
             self._pipe.send(batch)
         except OSError:
-            self._restart()
+            self._restart()  # sends every pending batch, this one included
 
     def _restart(self) -> bool:
         """The child died: start another and send it every batch that has no result yet, in order.
 
         False when stopping instead: what had no result stays unacknowledged, the broker keeps it."""
-        code = self._child.exitcode if self._child is not None else None
-        log.error("ingest committer process ended (exit code %s); restarting it", code)
-        self._pipe.close()
-        if self._child is not None:
-            self._child.join(5)
-        if self.stop.wait(self._restart_delay):
-            return False
-        self._restart_delay = min(self._restart_delay * 2, _RESTART_DELAY_MAX_S)
-        self._start_child()
-        for batch in self._pending:
-            self._send(batch)
-        return True
+        while True:
+            code = self._child.exitcode if self._child is not None else None
+            log.error("ingest committer process ended (exit code %s); restarting it", code)
+            self._pipe.close()
+            if self._child is not None:
+                self._child.join(5)
+            if self.stop.wait(self._restart_delay):
+                return False
+            self._restart_delay = min(self._restart_delay * 2, _RESTART_DELAY_MAX_S)
+            self._start_child()
+            try:
+                for batch in self._pending:  # each exactly once, or results would pair with the wrong batch
+                    self._pipe.send(batch)
+            except OSError:
+                continue
+            return True
 
 
 def _child_main(
