@@ -24,9 +24,11 @@ import onnxruntime
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.edge.uplink_bytes import account, telemetry_per_hour
+from bench.edge.uplink_bytes import GRANT_PATH_POLICY, account, telemetry_per_hour
+from edge.vision import events as vision_events
 from edge.vision.detectors import HogPeopleDetector, MotionBlobDetector, iou
 from edge.vision.evaluate import score_events
+from edge.vision.media import encode_thumbnail, thumbnail_crop
 from edge.vision.model_builder import write_detector_model
 from edge.vision.onnx_detector import OnnxDetector
 from edge.vision.pipeline import Pipeline
@@ -34,10 +36,30 @@ from edge.vision.synthetic import SceneParams, SyntheticScene
 
 CONFIG = {"labels": ["person", "vehicle"], "min_score": 0.5, "sample_fps": 5, "motion_threshold": 0.002}
 TYPICAL_STREAM_BPS = 1_000_000  # a 720p H.264 camera stream, bits per second
-# clip_labels policies replayed on the same events: None is what the agent ships with.
-CLIP_POLICIES = {"every": None, "alert": ["person"], "none": []}
-# (thumbnail_max_side, thumbnail_quality): the default first.
-THUMB_SETTINGS = [(96, 65), (160, 80), (112, 65), (96, 60), (80, 60), (64, 60)]
+# Uplink scenarios replayed on the same events: (clip_labels, bandwidth policy or None for the
+# server's default, thumbnails from the JPEG run). "shipped" is what the agent ships with.
+SCENARIOS = {
+    "shipped": ([], None, False),  # WebP inline, clips kept on the device
+    "jpeg_inline": ([], None, True),
+    "grant": ([], GRANT_PATH_POLICY, False),
+    "jpeg_grant": ([], GRANT_PATH_POLICY, True),  # the thumbnail path before this change
+    "alert": (["person"], None, False),
+    "every": (None, None, False),  # clip_labels: null, the previous default
+}
+# (format, thumbnail_max_side, thumbnail_quality): the default first, then the previous defaults.
+THUMB_SETTINGS = [
+    ("webp", 96, 65),
+    ("jpeg", 96, 65),
+    ("jpeg", 160, 80),
+    ("webp", 96, 55),
+    ("webp", 96, 75),
+    ("webp", 112, 65),
+    ("webp", 80, 65),
+    ("jpeg", 96, 55),
+    ("jpeg", 80, 60),
+]
+# Telemetry periods (sample, message) in seconds: the agent's default, then the previous one.
+TELEMETRY_PERIODS = {"default": (60.0, 120.0), "previous": (10.0, 60.0)}
 
 
 def machine() -> dict:
@@ -70,7 +92,7 @@ def run_pipeline(scene: SyntheticScene, detector, *, gate: bool, config: dict | 
     score = score_events(events, scene.events())
     st = pipe.stats
     done = [e for e in events if e.end is not None]
-    thumbs, clips = [len(e.thumbnail_jpeg) for e in done], [len(e.clip) for e in done if e.clip]
+    thumbs, clips = [len(e.thumbnail) for e in done], [len(e.clip) for e in done if e.clip]
     return {
         "detector": detector.name,
         "gate": gate,
@@ -91,22 +113,74 @@ def run_pipeline(scene: SyntheticScene, detector, *, gate: bool, config: dict | 
     }
 
 
-def uplink(batches: list, *, epoch: float) -> dict:
-    """Bytes by class under each clip policy, for this run's events."""
-    return {
-        name: account(batches, clip_labels=labels, epoch=epoch).as_dict()
-        for name, labels in CLIP_POLICIES.items()
-    }
+def uplink(batches: list, *, epoch: float, jpeg_batches: list | None = None) -> dict:
+    """Bytes by class in each scenario, for this run's events (JPEG rows only with jpeg_batches)."""
+    out = {}
+    for name, (labels, policy, jpeg) in SCENARIOS.items():
+        if jpeg and jpeg_batches is None:
+            continue
+        kwargs = {} if policy is None else {"policy": policy}
+        tally = account(jpeg_batches if jpeg else batches, clip_labels=labels, epoch=epoch, **kwargs)
+        out[name] = tally.as_dict()
+    return out
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM of the luma (Wang et al. 2004, 7x7 Gaussian window, sigma 1.5)."""
+    x, y = (cv2.cvtColor(i, cv2.COLOR_BGR2GRAY).astype(np.float64) for i in (a, b))
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def blur(i):
+        return cv2.GaussianBlur(i, (7, 7), 1.5)
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    return float((((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))).mean())
 
 
 def thumbnail_sweep(scene: SyntheticScene) -> list[dict]:
-    """Mean thumbnail bytes of the same events at other sizes and qualities (built-in detector)."""
+    """Bytes and fidelity of the same events' thumbnails in other formats, sizes and qualities.
+
+    The best frames and boxes the event builder encodes (built-in detector) are recorded once,
+    then encoded with each setting; fidelity is the SSIM against the uncompressed crop at the
+    same size, and the chroma PSNR (Cr, Cb) for colour.
+    """
+    recorded = []
+    real = vision_events.encode_thumbnail
+
+    def recording(image, box, **kwargs):
+        recorded.append((image.copy(), box))
+        return real(image, box, **kwargs)
+
+    vision_events.encode_thumbnail = recording
+    try:
+        run_pipeline(scene, MotionBlobDetector(), gate=True)
+    finally:
+        vision_events.encode_thumbnail = real
     out = []
-    for side, quality in THUMB_SETTINGS:
-        cfg = {**CONFIG, "thumbnail_max_side": side, "thumbnail_quality": quality, "clip_labels": []}
-        r = run_pipeline(scene, MotionBlobDetector(), gate=True, config=cfg)
-        r.pop("_batches")
-        out.append({"max_side": side, "quality": quality, "mean_bytes": r["thumbnail_mean_bytes"]})
+    for fmt, side, quality in THUMB_SETTINGS:
+        sizes, ssims, chroma = [], [], []
+        for image, box in recorded:
+            data = encode_thumbnail(image, box, max_side=side, quality=quality, fmt=fmt)
+            ref = thumbnail_crop(image, box, max_side=side)
+            got = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            sizes.append(len(data))
+            ssims.append(ssim(ref, got))
+            diff = cv2.cvtColor(ref, cv2.COLOR_BGR2YCrCb)[..., 1:].astype(float)
+            diff -= cv2.cvtColor(got, cv2.COLOR_BGR2YCrCb)[..., 1:]
+            chroma.append(10 * np.log10(255**2 / max(float((diff**2).mean()), 1e-9)))
+        out.append(
+            {
+                "format": fmt,
+                "max_side": side,
+                "quality": quality,
+                "events": len(sizes),
+                "mean_bytes": round(float(np.mean(sizes))),
+                "max_bytes": max(sizes),
+                "ssim": round(float(np.mean(ssims)), 4),
+                "chroma_psnr_db": round(float(np.mean(chroma)), 2),
+            }
+        )
     return out
 
 
@@ -167,7 +241,13 @@ def main() -> int:
                 batches = r.pop("_batches")
                 r.update(seed=seed, scene=spec)
                 if n == 0 and gate:
-                    r["uplink"] = uplink(batches, epoch=epoch)
+                    jpeg = None
+                    if make is MotionBlobDetector:  # the same events, JPEG thumbnails
+                        cfg = {**CONFIG, "thumbnail_format": "jpeg"}
+                        jpeg = run_pipeline(scene, make(), gate=True, config=cfg)["_batches"]
+                    r["uplink"] = uplink(batches, epoch=epoch, jpeg_batches=jpeg)
+                elif gate:  # other seeds: what the agent ships with, on other events
+                    r["uplink"] = {"shipped": account(batches, clip_labels=[], epoch=epoch).as_dict()}
                 (info["runs"] if n == 0 else info["recall_seeds"]).append(r)
                 print(json.dumps({k: v for k, v in r.items() if k not in ("scene", "uplink")}))
             if n == 0:
@@ -180,10 +260,17 @@ def main() -> int:
                 print("stream", json.dumps(info["stream"]))
     gated = next(r for r in info["runs"] if r["detector"] == "motion-blob" and r["gate"])
     per_hour = 3600 / args.seconds
-    sent = {cls: round(n * per_hour) for cls, n in gated["uplink"]["none"]["wire"].items()}
-    info["telemetry"] = telemetry_per_hour(
-        sent_per_hour=sent, fps=gated["fps"], inference_ms=gated["inference_ms"]
-    ).as_dict()
+    sent = {cls: round(n * per_hour) for cls, n in gated["uplink"]["shipped"]["wire"].items()}
+    info["telemetry"] = {
+        name: telemetry_per_hour(
+            sent_per_hour=sent,
+            fps=gated["fps"],
+            inference_ms=gated["inference_ms"],
+            sample_s=sample_s,
+            interval_s=interval_s,
+        ).as_dict()
+        for name, (sample_s, interval_s) in TELEMETRY_PERIODS.items()
+    }
     info["load_after"] = os.getloadavg()
     report(info, args.seconds)
     if args.out:
@@ -191,12 +278,15 @@ def main() -> int:
     return 0
 
 
-ROWS = [  # (label, clip policy, uplink classes counted)
-    ("event metadata (start + end)", "none", ("alert", "event")),
-    ("+ thumbnails, no clips (clip_labels: [])", "none", ("alert", "event", "thumbnail")),
-    ("+ thumbnails, clips held on device (metered)", "every", ("alert", "event", "thumbnail")),
-    ("+ clips of alert labels (clip_labels: [person])", "alert", ("alert", "event", "thumbnail", "clip")),
-    ("+ a clip for every event (shipped default)", "every", ("alert", "event", "thumbnail", "clip")),
+ALL = ("alert", "event", "thumbnail", "clip")
+ROWS = [  # (label, scenario, uplink classes counted)
+    ("event metadata (start + end)", "shipped", ("alert", "event")),
+    ("+ WebP thumbnails inline: shipped default", "shipped", ("alert", "event", "thumbnail")),
+    ("+ JPEG thumbnails inline (thumbnail_format: jpeg)", "jpeg_inline", ("alert", "event", "thumbnail")),
+    ("+ WebP thumbnails by upload grant", "grant", ("alert", "event", "thumbnail")),
+    ("+ JPEG thumbnails by upload grant (previous path)", "jpeg_grant", ("alert", "event", "thumbnail")),
+    ("+ clips of alert labels (clip_labels: [person])", "alert", ALL),
+    ("+ every clip (clip_labels: null, previous default)", "every", ALL),
 ]
 
 
@@ -208,7 +298,7 @@ def report(info: dict, seconds: float) -> None:
           f"{typical / 1e6:.0f} MB/h; load {info['load_before']} -> {info['load_after']}")  # fmt: skip
     base = next(r for r in info["runs"] if r["detector"] == "motion-blob" and not r["gate"])
     onnx_base = next(r for r in info["runs"] if r["detector"] == "onnx" and not r["gate"])
-    tele = info["telemetry"]["wire"].get("telemetry", 0)
+    tele = info["telemetry"]["default"]["wire"].get("telemetry", 0)
     for r in info["runs"]:
         ref = base if r["detector"] == "motion-blob" else onnx_base
         print(
@@ -220,30 +310,42 @@ def report(info: dict, seconds: float) -> None:
         )
         if "uplink" not in r:
             continue
-        for label, policy, classes in ROWS:
-            tally = r["uplink"][policy]
+        for label, scenario, classes in ROWS:
+            if scenario not in r["uplink"]:
+                continue
+            tally = r["uplink"][scenario]
             content = sum(tally["content"].get(c, 0) for c in classes) * per_hour
             wire = sum(tally["wire"].get(c, 0) for c in classes) * per_hour
             print(
-                f"    {label:50s} content {content / 1e3:8.1f} kB/h {typical / content:6.0f}x | "
-                f"wire {wire / 1e3:8.1f} kB/h {typical / wire:6.0f}x vs 1 Mbit/s, "
-                f"{measured / wire:6.0f}x vs mp4v | +telemetry {typical / (wire + tele):6.0f}x"
+                f"    {label:52s} content {content / 1e3:8.1f} kB/h {typical / content:6.0f}x "
+                f"(+tel {typical / (content + tele_content(info)):5.0f}x) | wire {wire / 1e3:8.1f} kB/h "
+                f"{typical / wire:6.0f}x (+tel {typical / (wire + tele):5.0f}x), {measured / wire:6.0f}x vs mp4v"
             )
+        print(f"    clips kept on the device (shipped): {r['uplink']['shipped']['kept_clips']}")
     gated = next(r for r in info["runs"] if r["detector"] == "motion-blob" and r["gate"])
-    parts = gated["uplink"]["none"]["parts"]
-    print("per event on the wire (built-in, clip_labels: []):", ", ".join(
-        f"{k} {v / gated['events']:.0f} B" for k, v in sorted(parts.items())))  # fmt: skip
-    print(f"telemetry (fixed per camera): {tele / 1e3:.1f} kB/h wire, "
-          f"{info['telemetry']['messages'].get('telemetry', 0)} messages/h")  # fmt: skip
-    print(
-        "thumbnail sweep:",
-        ", ".join(f"{t['max_side']}px q{t['quality']} {t['mean_bytes']} B" for t in info["thumbnails"]),
-    )
+    for scenario in ("shipped", "jpeg_grant"):
+        parts = gated["uplink"][scenario]["parts"]
+        print(f"per event on the wire (built-in, {scenario}):", ", ".join(
+            f"{k} {v / gated['events']:.0f} B" for k, v in sorted(parts.items())))  # fmt: skip
+    for name, t in info["telemetry"].items():
+        print(f"telemetry ({name} periods {TELEMETRY_PERIODS[name]}): content "
+              f"{t['content'].get('telemetry', 0) / 1e3:.1f} kB/h, wire {t['wire'].get('telemetry', 0) / 1e3:.1f} "
+              f"kB/h, {t['messages'].get('telemetry', 0)} messages/h")  # fmt: skip
+    for t in info["thumbnails"]:
+        print(f"thumbnail {t['format']} {t['max_side']}px q{t['quality']}: mean {t['mean_bytes']} B "
+              f"(max {t['max_bytes']}), SSIM {t['ssim']}, chroma PSNR {t['chroma_psnr_db']} dB")  # fmt: skip
     for r in info["recall_seeds"]:
-        print(f"seed {r['seed']} {r['detector']:12s} recall={r['recall']} precision={r['precision']}")
+        wire = sum(r["uplink"]["shipped"]["wire"].values()) * per_hour
+        print(f"seed {r['seed']} {r['detector']:12s} recall={r['recall']} precision={r['precision']} "
+              f"events={r['events']}/{r['gt_events']} shipped wire {wire / 1e3:.1f} kB/h {typical / wire:.0f}x, "
+              f"+telemetry {typical / (wire + tele):.0f}x")  # fmt: skip
     hog = info["hog"]
     print(f"HOG people: {hog['found']}/{hog['people']} people found, {hog['false']} false, "
           f"{hog['ms_per_frame']} ms/frame")  # fmt: skip
+
+
+def tele_content(info: dict) -> int:
+    return info["telemetry"]["default"]["content"].get("telemetry", 0)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,20 @@
 """Uplink bytes of a run's events, as the agent would send them (bench only, no network).
 
-The detection events go through the agent's own Outbox (its encoder, its class choice)
-into a capturing queue, in the per-frame batches the camera thread hands to
-Agent.on_events; each media file gets an up/media request, an HTTP PUT on an S3
-presigned part URL and an up/media complete, as in edge/agent/runner.py and
-edge/uplink/media.py. Two counts:
+The detection events go through the agent's own EventReporter and Outbox (its choice of
+inline thumbnail or upload grant, of kept or uploaded clip, its encoder and its uplink
+classes) into a capturing queue, in the per-frame batches the camera thread hands to
+Agent.on_events; each up/media request it queues gets an HTTP PUT on an S3 presigned part
+URL and an up/media complete, as the agent's media worker does (edge/agent/handlers.py,
+edge/uplink/media.py). Two counts:
 
-- content: up/events payloads + media file bytes (what the first version of this bench
-  counted);
+- content: up/events payloads + media file bytes;
 - wire: every MQTT 3.1.1 PUBLISH packet (fixed header, topic, packet id, payload) of
   up/events and up/media, plus every HTTP PUT request (request line, headers, body).
   TLS records, TCP/IP headers, TLS handshakes and MQTT keepalives are left out, as the
   1 Mbit/s stream figure leaves out its RTP/TCP framing.
+
+A thumbnail inline in an end report is counted in the thumbnail class (its base64
+characters), the rest of the report in its own class, as the agent's queue counts them.
 """
 
 from __future__ import annotations
@@ -19,21 +22,27 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import boto3
+import msgspec
 import requests
 from botocore.config import Config
 
+from edge.agent.config import AgentConfig
+from edge.agent.media_store import MediaStore
 from edge.agent.outbox import Outbox
+from edge.agent.reporting import EventReporter
 from edge.telemetry import TelemetryBatcher, sample_system
+from edge.uplink import BandwidthPolicy
 from edge.uplink.media import upload_session
 from edge.vision.events import DetectionEvent
-from edge.vision.media import THUMBNAIL_CONTENT_TYPE
-from protocol.messages import new_message_id
+from protocol.down import DeviceConfig
 
 DEVICE_ID = "cam-0123456789ab"  # devices.services.new_device_id(): "cam-" + 12 hex digits
 ALERT_LABELS = ("person",)  # AgentConfig.alert_labels default
@@ -42,17 +51,26 @@ ALERT_LABELS = ("person",)  # AgentConfig.alert_labels default
 S3_ENDPOINT = "https://s3.eu-central-1.amazonaws.com"
 S3_BUCKET = "fleet-media"
 UPLOAD_ID_CHARS = 64  # AWS upload ids are 60-160 characters; SeaweedFS's are shorter
-EXT = {"image/jpeg": "jpg", "video/mp4": "mp4"}
+EXT = {"image/jpeg": "jpg", "image/webp": "webp", "video/mp4": "mp4"}
+
+
+# The bandwidth policy a device gets from a server with no policy configured (DeviceConfig()).
+SERVER_DEFAULT_POLICY = BandwidthPolicy.from_config(msgspec.to_builtins(DeviceConfig().bandwidth))
+# A policy that ranks telemetry between event reports and thumbnails: the agent then sends each
+# thumbnail on its own, through an upload grant (the path every thumbnail took before inlining).
+GRANT_PATH_POLICY = BandwidthPolicy.from_config(
+    {"max_kbps": 512, "class_priority": ["alert", "event", "telemetry", "thumbnail", "clip"]}
+)
 
 
 class _CaptureQueue:
     """Stands in for UplinkQueue: keeps what Outbox.put queues, in order."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[str, str, bytes]] = []
+        self.items: list[tuple[str, str, bytes, int]] = []
 
-    def put(self, cls: str, topic: str, payload: bytes) -> int:
-        self.items.append((cls, topic, payload))
+    def put(self, cls: str, topic: str, payload: bytes, *, inline_bytes: int = 0) -> int:
+        self.items.append((cls, topic, payload, inline_bytes))
         return len(self.items)
 
 
@@ -103,82 +121,87 @@ class Tally:
     # Wire bytes by what they are: up/events, up/media request / complete, PUT head / body.
     parts: dict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
 
+    kept_clips: int = 0  # clips left on the device (clip_keep), not uploaded
+
     def as_dict(self) -> dict:
         return {
             "content": dict(self.content),
             "wire": dict(self.wire),
             "messages": dict(self.messages),
             "parts": dict(self.parts),
+            "kept_clips": self.kept_clips,
         }
 
-    def add_mqtt(self, cls: str, topic: str, payload: bytes) -> None:
+    def add_mqtt(self, cls: str, topic: str, payload: bytes, inline: int = 0) -> None:
+        """One queued item: its payload as content and its PUBLISH packet as wire bytes; inline
+        thumbnail characters go to the thumbnail class, the rest to the item's class."""
         n = mqtt_publish_bytes(topic, payload)
-        self.wire[cls] += n
+        self.content[cls] += len(payload) - inline
+        self.wire[cls] += n - inline
+        if inline:
+            self.content["thumbnail"] += inline
+            self.wire["thumbnail"] += inline
         self.messages[cls] += 1
         kind = topic.rsplit("/", 1)[-1]
-        self.parts[f"{kind}_{json.loads(payload)['op']}" if kind == "media" else kind] += n
-
-
-def with_media(event: DetectionEvent, *, clip_labels: Iterable[str] | None) -> DetectionEvent:
-    """The event as the agent would have it under `clip_labels` (None: every label)."""
-    if event.clip is None or clip_labels is None or event.label in set(clip_labels):
-        return event
-    return dataclasses.replace(event, clip=None)
+        part = f"{kind}_{json.loads(payload)['op']}" if kind == "media" else kind
+        self.parts[part] += n - inline
+        if inline:
+            self.parts["events_inline_thumbnail"] += inline
 
 
 def account(
-    batches: Sequence[Sequence[DetectionEvent]], *, clip_labels: Iterable[str] | None, epoch: float
+    batches: Sequence[Sequence[DetectionEvent]],
+    *,
+    clip_labels: Iterable[str] | None,
+    epoch: float,
+    policy: BandwidthPolicy = SERVER_DEFAULT_POLICY,
 ) -> Tally:
-    """Replay the run's per-frame event batches through the agent's Outbox; bytes by class.
+    """Replay the run's per-frame event batches through the agent's EventReporter; bytes by class.
 
+    `clip_labels` as in down/config (None: every clip uploaded, []: none, kept on the device).
     Scene times are shifted by `epoch` (a wall-clock time): the agent stamps events with
     wall-clock seconds, which take more digits than a scene's 0..300 s.
     """
-    clip_labels = None if clip_labels is None else tuple(clip_labels)
+    labels = None if clip_labels is None else frozenset(clip_labels)
     queue = _CaptureQueue()
     outbox = Outbox(queue=queue, device_id=DEVICE_ID, alert_labels=ALERT_LABELS)
     put = PresignedPut()
     tally = Tally()
-    for batch in batches:
-        events = [
-            dataclasses.replace(
-                with_media(ev, clip_labels=clip_labels),
-                start=ev.start + epoch,
-                end=None if ev.end is None else ev.end + epoch,
-            )
-            for ev in batch
-        ]
-        start = len(queue.items)
-        outbox.events([ev.metadata() for ev in events])
-        for cls, _, payload in queue.items[start:]:
-            tally.content[cls] += len(payload)
-        for ev in events:  # Agent.on_events, then the media worker's upload and complete
-            for kind, data, ctype in (
-                ("snapshot", ev.thumbnail_jpeg, THUMBNAIL_CONTENT_TYPE),
-                ("clip", ev.clip, ev.clip_content_type),
-            ):
-                if not data:
-                    continue
-                request_id = new_message_id()  # edge.agent.media_store names requests this way
-                outbox.media_request(
-                    request_id=request_id,
-                    event_id=ev.event_id,
-                    kind=kind,
-                    size=len(data),
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    content_type=ctype,
+    with tempfile.TemporaryDirectory() as tmp:
+        store = MediaStore(Path(tmp), quota_bytes=2**40)
+        reporter = EventReporter(outbox=outbox, media=store, policy=lambda: policy)
+        for batch in batches:
+            events = [
+                dataclasses.replace(
+                    ev,
+                    start=ev.start + epoch,
+                    end=None if ev.end is None else ev.end + epoch,
+                    clip_upload=ev.clip is not None and (labels is None or ev.label in labels),
                 )
-                key = f"media/{DEVICE_ID}/{ev.event_id}/{request_id}.{EXT[ctype]}"  # the server's key
-                cls = "thumbnail" if kind == "snapshot" else "clip"
-                tally.content[cls] += len(data)
+                for ev in batch
+            ]
+            start = len(queue.items)
+            reporter.report(events)
+            for _, topic, payload, _ in list(queue.items[start:]):
+                body = json.loads(payload)
+                if not topic.endswith("/media") or body["op"] != "request":
+                    continue
+                # The media worker: the grant arrives, the file is PUT, the upload completed.
+                found = store.find(body["request_id"])
+                data = found.path.read_bytes()
+                key = f"media/{DEVICE_ID}/{body['event_id']}/{body['request_id']}.{EXT[body['content_type']]}"
+                cls = "thumbnail" if found.kind == "snapshot" else "clip"
                 put_bytes = put.request_bytes(key=key, body=data)
+                tally.content[cls] += len(data)
                 tally.wire[cls] += put_bytes
-                tally.parts[f"put_head_{kind}"] += put_bytes - len(data)
-                tally.parts[f"body_{kind}"] += len(data)
+                tally.parts[f"put_head_{found.kind}"] += put_bytes - len(data)
+                tally.parts[f"body_{found.kind}"] += len(data)
                 etag = f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'  # S3's part ETag
-                outbox.media_complete(kind, request_id, [{"number": 1, "etag": etag}])
-        for cls, topic, payload in queue.items[start:]:
-            tally.add_mqtt(cls, topic, payload)
+                outbox.media_complete(found.kind, body["request_id"], [{"number": 1, "etag": etag}])
+                store.remove(body["request_id"])
+            for cls, topic, payload, inline in queue.items[start:]:
+                tally.add_mqtt(cls, topic, payload, inline)
+        tally.kept_clips = sum(1 for _ in store.kept_dir.iterdir())
     return tally
 
 
@@ -201,11 +224,12 @@ def telemetry_per_hour(
     sent_per_hour: dict[str, int],
     fps: float,
     inference_ms: float,
-    sample_s: float = 10.0,
-    interval_s: float = 60.0,
+    sample_s: float = AgentConfig.telemetry_sample_s,
+    interval_s: float = AgentConfig.telemetry_interval_s,
 ) -> Tally:
-    """One hour of up/telemetry at the agent's default periods (AgentConfig telemetry_sample_s,
-    telemetry_interval_s), through TelemetryBatcher and Outbox, with this machine's readings."""
+    """One hour of up/telemetry, by default at the agent's default periods (AgentConfig
+    telemetry_sample_s, telemetry_interval_s), through TelemetryBatcher and Outbox, with this
+    machine's readings."""
     clock = [0.0]
     rates = {
         cls: sent_per_hour.get(cls, 0) / 3600 for cls in ("alert", "event", "thumbnail", "telemetry", "clip")
@@ -226,7 +250,6 @@ def telemetry_per_hour(
         if body is not None:
             outbox.telemetry(body["samples"])
     tally = Tally()
-    for cls, topic, payload in queue.items:
-        tally.content[cls] += len(payload)
-        tally.add_mqtt(cls, topic, payload)
+    for cls, topic, payload, inline in queue.items:
+        tally.add_mqtt(cls, topic, payload, inline)
     return tally

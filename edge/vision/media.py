@@ -33,6 +33,22 @@ def _encode(crop: np.ndarray, fmt: str, quality: int) -> bytes | None:
     return buf.tobytes() if ok else None
 
 
+def thumbnail_crop(image: np.ndarray, box: tuple[float, float, float, float], *, max_side: int) -> np.ndarray:
+    """The pixels a thumbnail shows: a square crop of the box with a margin, at most max_side px."""
+    fh, fw = image.shape[:2]
+    x, y, w, h = box
+    margin = 0.25 * max(w, h)
+    side = max(w, h) + 2 * margin  # square crop: stable shape for UI grids
+    cx, cy = x + w / 2, y + h / 2
+    x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+    x1, y1 = int(min(fw, cx + side / 2)), int(min(fh, cy + side / 2))
+    crop = image[y0:y1, x0:x1] if x1 > x0 and y1 > y0 else image
+    scale = min(1.0, max_side / max(crop.shape[:2]))
+    if scale < 1.0:
+        crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return crop
+
+
 def encode_thumbnail(
     image: np.ndarray,
     box: tuple[float, float, float, float],
@@ -48,17 +64,7 @@ def encode_thumbnail(
     global _webp_missing
     if fmt not in IMAGE_CONTENT_TYPES:
         raise VisionError("bad_config", f"unknown thumbnail format {fmt!r}")
-    fh, fw = image.shape[:2]
-    x, y, w, h = box
-    margin = 0.25 * max(w, h)
-    side = max(w, h) + 2 * margin  # square crop: stable shape for UI grids
-    cx, cy = x + w / 2, y + h / 2
-    x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
-    x1, y1 = int(min(fw, cx + side / 2)), int(min(fh, cy + side / 2))
-    crop = image[y0:y1, x0:x1] if x1 > x0 and y1 > y0 else image
-    scale = min(1.0, max_side / max(crop.shape[:2]))
-    if scale < 1.0:
-        crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    crop = thumbnail_crop(image, box, max_side=max_side)
     if fmt == "webp" and _webp_missing:
         fmt = "jpeg"
     while True:
