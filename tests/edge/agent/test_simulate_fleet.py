@@ -110,6 +110,15 @@ def test_commands_drops_and_bad_payloads(fleet, embedded_broker, fleet_pki, mqtt
     server.publish(topics.down(dev.device_id, "cmd"), encode(cmd))
     _, ack, _ = next_message(server, kind="ack", where=lambda m: m.status == "succeeded")
     assert ack.result == {"log_level": "debug"}
+    # A simulated camera records no clips: upload_clip fails with the agent's reason.
+    clip = make(
+        Command, command_id="c-2", name="upload_clip", args={"event_id": "ev-1"}, expires=time.time() + 60
+    )
+    server.publish(topics.down(dev.device_id, "cmd"), encode(clip))
+    _, failed, _ = next_message(
+        server, kind="ack", where=lambda m: m.command_id == "c-2" and m.status != "acknowledged"
+    )
+    assert (failed.status, failed.detail) == ("failed", "no clip kept for event ev-1")
 
     sim.call(dev.go_offline, 0.5)
     _, will, _ = next_message(server, kind="status", where=lambda m: m.state == "offline", timeout=15)
