@@ -1,8 +1,9 @@
 """The ingest loop: MQTT in, batches committed, acknowledgements out.
 
 paho's network thread only queues each PUBLISH. This loop takes up to
-INGEST_BATCH_MAX messages or INGEST_BATCH_MS, commits them (ingest.services) and
-only then acknowledges them (paho manual_ack): a crash at any point leaves the
+INGEST_BATCH_MAX messages or INGEST_BATCH_MS, has them committed (ingest.committer:
+in a forked process, or in this thread) and only then acknowledges them (paho
+manual_ack, one write per batch): a crash at any point leaves the
 unacknowledged messages in the broker's persistent session, which redelivers them;
 their message ids make the redelivery a no-op. So: at least once on the wire,
 exactly once in the database.
