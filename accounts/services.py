@@ -1,6 +1,5 @@
 """Users, roles and API tokens. Every write is audited."""
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,6 +11,7 @@ from django.utils import timezone
 from accounts.models import ApiToken, Role, User
 from fleet.audit import Actor, audit_record, snapshot
 from fleet.errors import FleetError
+from fleet.secret_keys import key_hash, key_new, key_revoke
 from fleet.services import model_create, model_update
 
 TOKEN_PREFIX = "flt_"
@@ -19,10 +19,6 @@ TOKEN_PREFIX = "flt_"
 
 class AccountError(FleetError):
     pass
-
-
-def hash_token(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -37,32 +33,26 @@ def token_create(*, actor: Actor, user: User, name: str, expires_in_days: int | 
     days = settings.API_TOKEN_DEFAULT_DAYS if expires_in_days is None else expires_in_days
     if days < 0:
         raise AccountError("validation_error", "expires_in_days must be 0 or more.")
-    key = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    new = key_new(TOKEN_PREFIX)
     token = ApiToken.objects.create(
         user=user,
         name=name,
-        prefix=key[:12],
-        key_hash=hash_token(key),
+        prefix=new.prefix,
+        key_hash=new.key_hash,
         expires_at=timezone.now() + timedelta(days=days) if days else None,
     )
     audit_record(actor=actor, action="api_token.create", instance=token, after=snapshot(token))
-    return IssuedToken(token=token, key=key)
+    return IssuedToken(token=token, key=new.key)
 
 
 @transaction.atomic
 def token_revoke(*, actor: Actor, token: ApiToken) -> ApiToken:
-    if token.revoked_at is not None:
-        return token
-    before = snapshot(token)
-    token.revoked_at = timezone.now()
-    token.save(update_fields=["revoked_at"])
-    audit_record(actor=actor, action="api_token.revoke", instance=token, before=before, after=snapshot(token))
-    return token
+    return key_revoke(actor=actor, record=token, action="api_token.revoke")
 
 
 def token_authenticate(*, key: str) -> ApiToken:
     """The active token for `key`, or AccountError saying why not (unknown, revoked, expired)."""
-    token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(key)).first()
+    token = ApiToken.objects.select_related("user").filter(key_hash=key_hash(key)).first()
     if token is None:
         raise AccountError("invalid_token", "Invalid token.", status=401)
     if token.revoked_at is not None:

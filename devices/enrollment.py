@@ -7,9 +7,7 @@ records it. Every refusal is a security event: audited with the source and count
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -25,6 +23,7 @@ from devices.models_identity import DeviceCertificate, EnrollmentToken
 from fleet import broker_runtime, pki
 from fleet.audit import Actor, audit_record, snapshot
 from fleet.errors import FleetError
+from fleet.secret_keys import key_hash, key_new, key_revoke
 
 TOKEN_PREFIX = "fet_"  # "fleet enrollment token": recognisable in logs and secret scanners
 SERIAL_RE = re.compile(r"[\x21-\x7e]{1,100}")  # printable ASCII, no spaces
@@ -38,10 +37,6 @@ RENEWALS = Counter("fleet_certificate_renewals_total", "up/cert renewals by resu
 
 class EnrollmentError(FleetError):
     """A refused enrollment, token or certificate operation; `code` is the reason."""
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 # -- enrollment tokens --------------------------------------------------------------------------
@@ -73,11 +68,11 @@ def enrollment_token_create(
         raise EnrollmentError("validation_error", "expires_in_hours must be positive.")
     if max_uses < 1:
         raise EnrollmentError("validation_error", "max_uses must be at least 1.")
-    key = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    new = key_new(TOKEN_PREFIX)
     token = EnrollmentToken(
         name=name,
-        prefix=key[:12],
-        key_hash=hash_key(key),
+        prefix=new.prefix,
+        key_hash=new.key_hash,
         site=site,
         hardware_model=hardware_model,
         max_uses=max_uses,
@@ -88,28 +83,20 @@ def enrollment_token_create(
     token.groups.set(groups)
     token.tags.set(tags_resolve(names=tags))
     audit_record(actor=actor, action="enrollment_token.create", instance=token, after=snapshot(token))
-    return IssuedEnrollmentToken(token=token, key=key)
+    return IssuedEnrollmentToken(token=token, key=new.key)
 
 
 @transaction.atomic
 def enrollment_token_revoke(*, actor: Actor, token: EnrollmentToken) -> EnrollmentToken:
     """No device can enroll with it afterwards; devices already enrolled keep their certificates."""
-    if token.revoked_at is not None:
-        return token
-    before = snapshot(token)
-    token.revoked_at = timezone.now()
-    token.save(update_fields=["revoked_at"])
-    audit_record(
-        actor=actor, action="enrollment_token.revoke", instance=token, before=before, after=snapshot(token)
-    )
-    return token
+    return key_revoke(actor=actor, record=token, action="enrollment_token.revoke")
 
 
 def _token_for_use(key: str) -> EnrollmentToken:
     """The token for `key`, row-locked so concurrent enrollments cannot exceed max_uses."""
     token = (
         EnrollmentToken.objects.select_for_update(of=("self",))
-        .filter(key_hash=hash_key(key or ""))
+        .filter(key_hash=key_hash(key or ""))
         .select_related("site", "hardware_model")
         .first()
     )

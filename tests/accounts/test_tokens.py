@@ -5,9 +5,10 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, Role
-from accounts.services import hash_token, token_create
+from accounts.services import token_create
 from fleet.audit import Actor
 from fleet.models import AuditEntry
+from fleet.secret_keys import key_hash
 from tests.api_base import assert_error_body
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +26,7 @@ def test_token_is_shown_once_and_stored_hashed(api_client_for):
     assert response.status_code == 201, response.content
     key = response.json()["key"]
     token = ApiToken.objects.get(pk=response.json()["id"])
-    assert token.key_hash == hash_token(key) and key not in token.key_hash
+    assert token.key_hash == key_hash(key) and key not in token.key_hash
     assert key.startswith(token.prefix)
     listed = client.get("/api/v1/tokens/").json()["results"]
     assert all("key" not in row for row in listed)
