@@ -7,6 +7,7 @@ from collections import defaultdict
 
 from protocol.messages import encode
 from telemetry.commands.services import commands_ack
+from telemetry.ingest.services import handler_dead_letters_record
 from telemetry.ingest.types import Inbound
 
 log = logging.getLogger(__name__)
@@ -24,21 +25,10 @@ def handle_acks(*, items: list[Inbound]) -> None:
 
 
 def _dead_letter(refused: list[tuple[Inbound, str]]) -> None:
-    # Kept beside the ingest's own refusals so an operator sees them in one place.
-    from telemetry.models.ingest import DEAD_LETTER_PAYLOAD_BYTES, DeadLetter
-
-    DeadLetter.objects.bulk_create(
-        DeadLetter(
-            received_at=item.received_at,
-            topic=item.topic,
-            device_id=item.device_id,
-            kind=item.kind,
-            message_id=item.message.id,
-            reason=reason,
-            detail=f"command {item.message.command_id}",
-            payload=payload[:DEAD_LETTER_PAYLOAD_BYTES],
-            payload_size=len(payload),
-        )
-        for item, reason, payload in ((i, r, encode(i.message)) for i, r in refused)
+    handler_dead_letters_record(
+        [
+            (item, reason, f"command {item.message.command_id}", encode(item.message))
+            for item, reason in refused
+        ]
     )
     log.info("ignored %d ack(s): %s", len(refused), sorted({r for _, r in refused}))

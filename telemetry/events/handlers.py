@@ -9,6 +9,7 @@ from collections import defaultdict
 from devices.models import Device
 from protocol.up import Detection
 from telemetry.events.services import events_ingest
+from telemetry.ingest.services import handler_dead_letters_record
 from telemetry.ingest.types import Inbound
 from telemetry.media.services import InlineRefused, media_inline_store
 from telemetry.models.events import Event
@@ -50,23 +51,16 @@ def _store_inline(device: Device, inline: list[tuple[Inbound, Detection]]) -> No
 
 
 def _dead_letter(refused: list[tuple[Inbound, Detection, InlineRefused]]) -> None:
-    # Beside the ingest's own refusals, so an operator sees them in one place; the payload is the
-    # thumbnail itself (4096 base64 characters at the inline cap: the whole of it).
-    from telemetry.models.ingest import DEAD_LETTER_PAYLOAD_BYTES, DeadLetter
-
-    DeadLetter.objects.bulk_create(
-        DeadLetter(
-            received_at=item.received_at,
-            topic=item.topic,
-            device_id=item.device_id,
-            kind=item.kind,
-            message_id=item.message.id,
-            reason=exc.error,
-            detail=f"event {detection.event_id}: inline thumbnail not stored ({exc.detail}); the event is kept",
-            payload=payload[:DEAD_LETTER_PAYLOAD_BYTES],
-            payload_size=len(payload),
-        )
-        for item, detection, exc in refused
-        for payload in [detection.thumbnail.encode("utf-8", "surrogatepass")]
+    # The payload kept is the thumbnail itself (4096 base64 characters at the inline cap: the whole of it).
+    handler_dead_letters_record(
+        [
+            (
+                item,
+                exc.error,
+                f"event {detection.event_id}: inline thumbnail not stored ({exc.detail}); the event is kept",
+                detection.thumbnail.encode("utf-8", "surrogatepass"),
+            )
+            for item, detection, exc in refused
+        ]
     )
     log.info("refused %d inline thumbnail(s): %s", len(refused), sorted({exc.error for _, _, exc in refused}))

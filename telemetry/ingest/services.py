@@ -226,6 +226,25 @@ def dead_letter_record(*, raw: RawMessage, reason: str, detail: str) -> DeadLett
     return letter
 
 
+def handler_dead_letters_record(refusals: list[tuple[Inbound, str, str, bytes]]) -> None:
+    """What a kind handler refuses (item, reason, detail, payload kept), beside the ingest's own
+    refusals so an operator sees them in one place. Runs in the handler's savepoint."""
+    DeadLetter.objects.bulk_create(
+        DeadLetter(
+            received_at=item.received_at,
+            topic=item.topic,
+            device_id=item.device_id,
+            kind=item.kind,
+            message_id=item.message.id,
+            reason=reason,
+            detail=detail,
+            payload=payload[:DEAD_LETTER_PAYLOAD_BYTES],
+            payload_size=len(payload),
+        )
+        for item, reason, detail, payload in refusals
+    )
+
+
 def is_db_unavailable(exc: BaseException) -> bool:
     """True for a database outage (retry the batch), False for anything the input caused."""
     return isinstance(exc, DB_UNAVAILABLE) or (
