@@ -18,7 +18,7 @@ from edge.agent.runner import Agent
 from edge.enroll import EnrollAnswer
 from fleet import pki
 from protocol import topics
-from protocol.messages import decode_up
+from protocol.messages import Command, decode_up, encode, make
 
 
 def local_enroller(
@@ -131,3 +131,17 @@ def next_message(probe, *, kind: str | None = None, timeout: float = 10.0, where
         msg = decode_up(t.kind, raw.payload)
         if (kind is None or t.kind == kind) and (where is None or where(msg)):
             return t.kind, msg, raw
+
+
+def send_command(
+    probe, device_id: str, command_id: str, name: str, *, args=None, expires_in: float = 60
+) -> None:
+    """Publish a down/cmd as the server does (`expires_in` < 0: already expired)."""
+    fields = {"args": args} if args is not None else {}
+    cmd = make(Command, command_id=command_id, name=name, expires=time.time() + expires_in, **fields)
+    probe.publish(topics.down(device_id, "cmd"), encode(cmd))
+
+
+def acks(probe, command_id: str, n: int) -> list:
+    """The next `n` up/ack messages for `command_id`."""
+    return [next_message(probe, kind="ack", where=lambda m: m.command_id == command_id)[1] for _ in range(n)]

@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
-from agent_helpers import agent_config, cert_cn, make_identity, next_message, running, sign_csr, wait_for
+from agent_helpers import (
+    acks,
+    agent_config,
+    cert_cn,
+    next_message,
+    running,
+    send_command,
+    sign_csr,
+    wait_for,
+)
 
 from edge.agent.identity import KEY_MODE
 from protocol import topics
 from protocol.down import BandwidthPolicy, DetectionSettings, DeviceConfig
-from protocol.messages import Ack, CertIssued, Command, Config, encode, make
-
-HOST = "127.0.0.1"
-
-
-@pytest.fixture
-def device(embedded_broker, fleet_pki, mqtt_probe, tmp_path):
-    ident = make_identity(fleet_pki, tmp_path, host=HOST, port=embedded_broker.port)
-    server = mqtt_probe(embedded_broker, fleet_pki.ingest, server_listener=True)
-    assert server.start(), server.failure
-    server.subscribe(f"{topics.ROOT}/{ident.device_id}/up/#")
-    return ident, server
-
-
-def _acks(server, command_id: str, n: int) -> list[Ack]:
-    return [next_message(server, kind="ack", where=lambda m: m.command_id == command_id)[1] for _ in range(n)]
+from protocol.messages import CertIssued, Config, encode, make
 
 
 def test_config_is_applied_to_pipeline_and_shaper(device, tmp_path):
@@ -73,34 +66,22 @@ def test_command_is_acknowledged_then_succeeds(device, tmp_path, broker_logs_qui
     ident, server = device
     with running(agent_config(tmp_path)) as agent:
         next_message(server, kind="status")
-        cmd = make(
-            Command,
-            command_id="cmd-1",
-            name="set_log_level",
-            args={"level": "debug"},
-            expires=time.time() + 60,
-        )
-        server.publish(topics.down(ident.device_id, "cmd"), encode(cmd))
-        first, second = _acks(server, "cmd-1", 2)
+        send_command(server, ident.device_id, "cmd-1", "set_log_level", args={"level": "debug"})
+        first, second = acks(server, "cmd-1", 2)
         assert (first.status, second.status) == ("acknowledged", "succeeded")
         assert second.result == {"log_level": "debug"}
 
-        logs = make(
-            Command, command_id="cmd-2", name="request_logs", args={"lines": 50}, expires=time.time() + 60
-        )
-        server.publish(topics.down(ident.device_id, "cmd"), encode(logs))
-        done = _acks(server, "cmd-2", 2)[1]
+        send_command(server, ident.device_id, "cmd-2", "request_logs", args={"lines": 50})
+        done = acks(server, "cmd-2", 2)[1]
         assert done.status == "succeeded" and any("connected" in line for line in done.result["lines"])
 
-        stale = make(Command, command_id="cmd-3", name="reboot", expires=time.time() - 1)
-        server.publish(topics.down(ident.device_id, "cmd"), encode(stale))
-        (late,) = _acks(server, "cmd-3", 1)
+        send_command(server, ident.device_id, "cmd-3", "reboot", expires_in=-1)
+        (late,) = acks(server, "cmd-3", 1)
         assert (late.status, late.detail) == ("failed", "expired")
         assert agent.reboots == 0
 
-        snap = make(Command, command_id="cmd-4", name="snapshot", expires=time.time() + 60)
-        server.publish(topics.down(ident.device_id, "cmd"), encode(snap))
-        acked, failed = _acks(server, "cmd-4", 2)
+        send_command(server, ident.device_id, "cmd-4", "snapshot")
+        acked, failed = acks(server, "cmd-4", 2)
         assert acked.status == "acknowledged"
         assert failed.status == "failed" and "no camera" in failed.detail
 
@@ -109,9 +90,8 @@ def test_reboot_restarts_the_loop_and_comes_back_online(device, tmp_path):
     ident, server = device
     with running(agent_config(tmp_path)) as agent:
         next_message(server, kind="status")
-        cmd = make(Command, command_id="cmd-r", name="reboot", expires=time.time() + 60)
-        server.publish(topics.down(ident.device_id, "cmd"), encode(cmd))
-        assert [a.status for a in _acks(server, "cmd-r", 2)] == ["acknowledged", "succeeded"]
+        send_command(server, ident.device_id, "cmd-r", "reboot")
+        assert [a.status for a in acks(server, "cmd-r", 2)] == ["acknowledged", "succeeded"]
         _, bye, _ = next_message(server, kind="status", where=lambda m: m.state == "offline")
         assert bye.reason == "reboot"
         assert next_message(server, kind="status")[1].state == "online"
