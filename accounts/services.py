@@ -1,18 +1,23 @@
 """Users, roles and API tokens. Every write is audited."""
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import authenticate
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ApiToken, Role, User
 from fleet.audit import Actor, audit_record, snapshot
 from fleet.errors import FleetError
+from fleet.models import AuditSource
 from fleet.secret_keys import key_hash, key_new, key_revoke
 from fleet.services import model_create, model_update
+
+log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "flt_"
 
@@ -43,6 +48,23 @@ def token_create(*, actor: Actor, user: User, name: str, expires_in_days: int | 
     )
     audit_record(actor=actor, action="api_token.create", instance=token, after=snapshot(token))
     return IssuedToken(token=token, key=new.key)
+
+
+def token_obtain(
+    *, username: str, password: str, name: str, expires_in_days: int | None = None, source: str = ""
+) -> IssuedToken:
+    """A new token for the user whose password this is: how scripts get their first token.
+
+    AccountError("invalid_credentials", 401) for a wrong password, an unknown or inactive user,
+    all alike, so the answer does not tell which usernames exist.
+    """
+    user = authenticate(username=username, password=password)
+    if user is None:
+        log.warning("token_obtain refused", extra={"username": username[:150], "source": source})
+        raise AccountError("invalid_credentials", "Wrong username or password.", status=401)
+    return token_create(
+        actor=Actor(user=user, source=AuditSource.API), user=user, name=name, expires_in_days=expires_in_days
+    )
 
 
 @transaction.atomic

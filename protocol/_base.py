@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from protocol.jsonsafe import MAX_SAFE_INT
+
 MAX_PAYLOAD_BYTES = 256 * 1024
 
 # Message ids are deduplication keys stored server-side: short and printable.
@@ -21,9 +23,11 @@ Text = Annotated[str, msgspec.Meta(max_length=2000)]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
-NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+# Every integer stays in the I-JSON safe range (protocol.jsonsafe): a bigger one means different
+# things to different parsers and does not fit a database bigint.
+NonNegInt = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT)]
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0, lt=1e15)]
-PosInt = Annotated[int, msgspec.Meta(gt=0)]
+PosInt = Annotated[int, msgspec.Meta(gt=0, le=MAX_SAFE_INT)]
 Sha256Hex = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
 Version = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 HHMM = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]

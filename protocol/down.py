@@ -13,6 +13,7 @@ from protocol._base import (
     Message,
     MessageId,
     Name,
+    NonNegInt,
     Pem,
     PosInt,
     Reason,
@@ -22,6 +23,7 @@ from protocol._base import (
     Url,
     check_pem,
 )
+from protocol.jsonsafe import check_value
 from protocol.vocab import LOG_LEVELS, UPLINK_CLASSES, CommandName, ThumbnailFormat, UplinkClass
 
 # --- down/config (retained) ----------------------------------------------------
@@ -30,7 +32,7 @@ from protocol.vocab import LOG_LEVELS, UPLINK_CLASSES, CommandName, ThumbnailFor
 class BandwidthPolicy(Frozen, kw_only=True):
     max_kbps: PosInt
     # None: no daily cap. Counted in MiB per local calendar day.
-    daily_budget_mb: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    daily_budget_mb: NonNegInt | None = None
     classes_allowed: list[UplinkClass] = msgspec.field(default_factory=lambda: list(UPLINK_CLASSES))
     # Highest first; classes left out follow in the default UPLINK_CLASSES order.
     class_priority: list[UplinkClass] = []
@@ -77,7 +79,7 @@ class DeviceConfig(Frozen, kw_only=True):
 class Config(Message, kw_only=True):
     """Desired configuration; `revision` increases with every change."""
 
-    revision: Annotated[int, msgspec.Meta(ge=0)]
+    revision: NonNegInt
     config: DeviceConfig
 
 
@@ -95,6 +97,10 @@ class OtaOffer(Message, kw_only=True):
     # signed size and sha256 are what make the bytes trusted, not where they came from.
     artifact_url: Url | None = None
 
+    def __post_init__(self) -> None:
+        check_value(self.manifest, "manifest")
+        check_value(self.keylist, "keylist")
+
 
 # --- down/cmd ------------------------------------------------------------------
 
@@ -106,6 +112,7 @@ class Command(Message, kw_only=True):
     expires: Timestamp  # server clock; the device refuses (acks "failed") after it
 
     def __post_init__(self) -> None:
+        check_value(self.args, "args")
         if self.name == "set_log_level" and self.args.get("level") not in LOG_LEVELS:
             raise ValueError(f"set_log_level needs args.level in {LOG_LEVELS}")
         if self.name == "request_logs":

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from protocol.download import DownloadVerifier
 from protocol.errors import ManifestError
+from protocol.jsonsafe import MAX_SAFE_INT
 from protocol.signing import (
     canonical_json,
     key_id,
@@ -47,6 +48,9 @@ _VERSION = re.compile(r"^(\d+(?:\.\d+)*)")
 
 Time = int | Annotated[str, msgspec.Meta(max_length=40)]
 KeyId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+# Serials, versions and sizes stay in the I-JSON safe range (protocol.jsonsafe): a serial of
+# 2**70 would otherwise burn every device's anti-rollback floor for good.
+Counter = Annotated[int, msgspec.Meta(ge=1, le=MAX_SAFE_INT)]
 
 
 class _KeySpec(msgspec.Struct, frozen=True):
@@ -56,7 +60,7 @@ class _KeySpec(msgspec.Struct, frozen=True):
 
 class _KeyListSigned(msgspec.Struct, frozen=True):
     type: Literal["keylist"]
-    version: Annotated[int, msgspec.Meta(ge=1)]
+    version: Counter
     expires: Time
     keys: Annotated[dict[KeyId, _KeySpec], msgspec.Meta(min_length=1, max_length=64)]
 
@@ -65,10 +69,10 @@ class _ReleaseSigned(msgspec.Struct, frozen=True):
     type: Literal["release"]
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     version: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    serial: Annotated[int, msgspec.Meta(ge=1)]
+    serial: Counter
     artifact_url: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
     sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
-    size: Annotated[int, msgspec.Meta(gt=0)]
+    size: Counter
     hardware_models: Annotated[list[str], msgspec.Meta(min_length=1, max_length=256)]
     min_agent_version: Annotated[str, msgspec.Meta(pattern=r"^\d+(\.\d+)*$", max_length=64)]
     created: Time

@@ -1,8 +1,9 @@
 """Codec for every message kind: decode_up / decode_down / encode / make.
 
 Decoding order (each refusal has its own reason): size (oversize, before any
-parsing) -> JSON (bad_json) -> envelope "v" (unknown_version) -> the kind's
-schema (schema, with the field path in the detail).
+parsing) -> JSON (bad_json: not JSON, not UTF-8, a repeated key, nested deeper than
+protocol.jsonsafe.MAX_DEPTH) -> envelope "v" (unknown_version) -> text the database
+cannot store (schema) -> the kind's schema (schema, with the field path in the detail).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from protocol import PROTOCOL_VERSION
+from protocol import PROTOCOL_VERSION, jsonsafe
 from protocol._base import MAX_PAYLOAD_BYTES, Frozen, Message
 from protocol.down import (
     BandwidthPolicy,
@@ -107,12 +108,7 @@ DOWN_TYPES: dict[str, Any] = {
 }
 
 
-class _Envelope(msgspec.Struct):
-    # Only "v" is read here; msgspec skips the rest without building objects.
-    v: Any = msgspec.UNSET
-
-
-_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_UNTYPED = msgspec.json.Decoder()
 _DECODERS: dict[tuple[str, str], msgspec.json.Decoder] = {
     **{("up", k): msgspec.json.Decoder(t) for k, t in UP_TYPES.items()},
     **{("down", k): msgspec.json.Decoder(t) for k, t in DOWN_TYPES.items()},
@@ -133,24 +129,34 @@ def _decode(direction: str, kind: str, payload: bytes | bytearray | memoryview |
         raise MessageError("unknown_kind", f"no {direction} message kind {kind!r}")
     if isinstance(payload, str):
         payload = payload.encode("utf-8", "surrogatepass")
-    size = len(payload) if not isinstance(payload, memoryview) else payload.nbytes
+    elif isinstance(payload, memoryview):
+        payload = payload.tobytes()
+    size = len(payload)
     if size > MAX_PAYLOAD_BYTES:
         raise MessageError("oversize", f"{size} bytes > {MAX_PAYLOAD_BYTES}")
+    # msgspec raises UnicodeDecodeError (a ValueError) for invalid UTF-8 inside a string.
     try:
-        envelope = _ENVELOPE.decode(payload)
-    except msgspec.ValidationError as exc:
+        document = _UNTYPED.decode(payload)
+        jsonsafe.check_keys(payload, document)
+    except msgspec.ValidationError as exc:  # valid JSON, but a number no float can hold
         raise MessageError("schema", str(exc)) from None
-    except (msgspec.DecodeError, RecursionError) as exc:
+    except (msgspec.DecodeError, RecursionError, ValueError) as exc:
         raise MessageError("bad_json", str(exc)) from None
-    if envelope.v is msgspec.UNSET:
+    if not isinstance(document, dict):
+        raise MessageError("schema", f"a message is a JSON object, not {type(document).__name__}")
+    version = document.get("v", msgspec.UNSET)
+    if version is msgspec.UNSET:
         raise MessageError("unknown_version", 'missing "v"')
-    if type(envelope.v) is not int or envelope.v != PROTOCOL_VERSION:
-        raise MessageError("unknown_version", f"v={envelope.v!r}, this side speaks {PROTOCOL_VERSION}")
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        raise MessageError("unknown_version", f"v={version!r}, this side speaks {PROTOCOL_VERSION}")
+    # In JSON a NUL can only be written as an escape: look for one only where the text has it.
+    if b"\\u0000" in payload and (where := jsonsafe.nul_path(document)):
+        raise MessageError("schema", f"{where}: text may not contain a NUL character")
     try:
         return decoder.decode(payload)
     except msgspec.ValidationError as exc:
         raise MessageError("schema", str(exc)) from None
-    except (msgspec.DecodeError, RecursionError) as exc:  # nesting too deep inside a free-form dict
+    except (msgspec.DecodeError, ValueError) as exc:
         raise MessageError("bad_json", str(exc)) from None
 
 

@@ -19,8 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocol.errors import ManifestError
-
-MAX_DEPTH = 32
+from protocol.jsonsafe import MAX_DEPTH, MAX_SAFE_INT
 
 
 def _check(obj: Any, depth: int) -> None:
@@ -44,7 +43,10 @@ def _check(obj: Any, depth: int) -> None:
             obj.encode("utf-8")
         except UnicodeEncodeError:
             raise ManifestError("malformed", "string is not valid UTF-8 (lone surrogate)") from None
-    elif obj is not None and not isinstance(obj, bool | int):
+    elif isinstance(obj, int) and not isinstance(obj, bool):
+        if abs(obj) > MAX_SAFE_INT:
+            raise ManifestError("malformed", f"integer {obj} is outside the safe range +-(2**53 - 1)")
+    elif obj is not None and not isinstance(obj, bool):
         raise ManifestError("malformed", f"{type(obj).__name__} is not a JSON value")
 
 
@@ -53,7 +55,8 @@ def canonical_json(obj: Any) -> bytes:
 
     Object keys sorted by code point, no whitespace (separators "," and ":"),
     UTF-8 with non-ASCII characters written as themselves (not \\u escapes),
-    integers only (floats, NaN and infinity refused), strings not normalised.
+    integers only, within +-(2**53 - 1) (floats, NaN and infinity refused),
+    strings not normalised.
     Raises ManifestError("malformed") for anything outside that.
     """
     _check(obj, 0)

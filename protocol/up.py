@@ -24,6 +24,7 @@ from protocol._base import (
     Version,
     check_pem,
 )
+from protocol.jsonsafe import check_value
 from protocol.vocab import AckStatus, Link, MediaKind, OtaDeviceState, UplinkClass
 
 # --- up/status -----------------------------------------------------------------
@@ -154,6 +155,10 @@ class Ack(Message, kw_only=True):
     status: AckStatus
     detail: Text | None = None
     result: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.result is not None:
+            check_value(self.result, "result")
 
 
 # --- up/cert -------------------------------------------------------------------

@@ -1,3 +1,4 @@
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from accounts.api import views
@@ -6,4 +7,4 @@ router = DefaultRouter(trailing_slash=True)
 router.register("users", views.UserViewSet)
 router.register("tokens", views.ApiTokenViewSet, basename="apitoken")
 
-urlpatterns = router.urls
+urlpatterns = [path("auth/token/", views.TokenObtainView.as_view(), name="token-obtain"), *router.urls]

@@ -61,3 +61,56 @@ def test_text_no_column_can_store_is_a_400_in_body_and_query(operator_client, te
     assert_error_body(
         operator_client.get("/api/v1/data-usage/summary/", {"device": "a\x00"}), 400, "parse_error"
     )
+
+
+# -- bodies no two readers would agree on (issue 12) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ('{"name": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested deeper"),  # was a RecursionError: 500
+        ('{"name": ' + "[" * 40 + "]" * 40 + "}", "nests deeper"),
+        ('{"name": "a", "name": "b"}', "repeats the key 'name'"),
+        ('{"name": NaN}', "NaN is not JSON"),
+        ('{"name": 1180591620717411303424}', "safe integer range"),
+    ],
+    ids=["nested-100000", "nested-40", "repeated-key", "nan", "huge-int"],
+)
+def test_bodies_with_ambiguous_or_unbounded_json_are_a_400(operator_client, body, says):
+    for url in ("/api/v1/sites/", "/api/v1/enroll/", "/api/v1/auth/token/"):
+        response = operator_client.generic("POST", url, body, content_type="application/json")
+        if url == "/api/v1/enroll/" and len(body) > 32 * 1024:
+            assert_error_body(response, 413, "too_large")  # enrollment caps the body first
+            continue
+        assert says in assert_error_body(response, 400, "parse_error")["message"], url
+
+
+def test_a_body_that_is_not_utf8_is_a_400(operator_client):
+    response = operator_client.generic(
+        "POST", "/api/v1/sites/", b'{"name": "\xff"}', content_type="application/json"
+    )
+    assert_error_body(response, 400, "parse_error")
+
+
+def test_the_api_parser_only_raises_parse_errors_on_arbitrary_bytes():
+    import contextlib
+    import io
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from rest_framework.exceptions import ParseError
+
+    from fleet.api.parsers import StrictJSONParser
+
+    fragments = st.sampled_from(
+        [b"{", b"}", b"[", b"]", b'"a"', b":", b",", b"1e999", b"NaN", b"\\u0000", b"\xff", b" "]
+    )
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(fragments | st.binary(max_size=8), max_size=40))
+    def parse_anything(parts):
+        with contextlib.suppress(ParseError):
+            StrictJSONParser().parse(io.BytesIO(b"".join(parts)))
+
+    parse_anything()

@@ -267,3 +267,52 @@ def test_canonical_json_form():
     assert canonical_json({"b": 1, "a": [True, None, "é"]}) == '{"a":[true,null,"é"],"b":1}'.encode()
     for bad in (float("nan"), float("inf"), 1.5, {1: "x"}, b"bytes", "\ud800"):
         refused("malformed", canonical_json, {"x": bad})
+
+
+# --- integers beyond the I-JSON safe range (issue 12) ----------------------------
+
+
+def _signed_by_hand(signed: dict, key) -> dict:
+    """A document signed over a sorted, compact JSON form that does not check integer bounds,
+    as another signer's code might make it: only the verifier stands in its way."""
+    import base64
+    import json
+
+    body = json.dumps(signed, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    sig = base64.b64encode(key.sign(body)).decode()
+    return {"signed": signed, "signatures": [{"keyid": key_id(key.public_key()), "sig": sig}]}
+
+
+@pytest.mark.parametrize("field", ["serial", "size"])
+def test_a_huge_integer_is_refused_when_signing(keys, field):
+    refused("malformed", make_release, keys, **{field: 2**70})
+    refused("malformed", make_release, keys, **{field: 2**53})
+    assert (
+        verify(
+            make_release(keys, serial=2**53 - 1),
+            verify_keylist(
+                make_keylist(keys), root_public_key=keys["root"].public_key(), current_version=None, now=NOW
+            ),
+        ).serial
+        == 2**53 - 1
+    )
+
+
+def test_a_release_signed_elsewhere_with_serial_2_70_is_refused_and_burns_no_floor(keys, keylist):
+    doc = make_release(keys)
+    doc = _signed_by_hand({**doc["signed"], "serial": 2**70}, keys["release"])
+    error = refused("malformed", verify, doc, keylist)
+    assert "safe range" in error.detail
+    # The same check guards key lists: a key list version of 2**64 would freeze key rotation.
+    entries = dict([_entry(keys["release"])])
+    huge = _signed_by_hand({"type": "keylist", "version": 2**64, "expires": FUTURE, "keys": {
+        kid: {"public": pub, "revoked": False} for kid, (pub, _) in entries.items()
+    }}, keys["root"])  # fmt: skip
+    refused(
+        "malformed",
+        verify_keylist,
+        huge,
+        root_public_key=keys["root"].public_key(),
+        current_version=None,
+        now=NOW,
+    )

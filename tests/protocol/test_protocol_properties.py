@@ -7,6 +7,7 @@ from hypothesis import given, settings
 
 from protocol import messages, topics
 from protocol.errors import ManifestError, MessageError, TopicError
+from protocol.jsonsafe import MAX_SAFE_INT
 from protocol.signing import canonical_json
 
 device_ids = st.from_regex(r"\A[a-z0-9][a-z0-9-]{2,62}\Z")
@@ -73,7 +74,7 @@ def test_decode_down_only_raises_message_error_on_arbitrary_json(body, kind):
 
 
 int_json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers(-MAX_SAFE_INT, MAX_SAFE_INT) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
     max_leaves=12,
 )

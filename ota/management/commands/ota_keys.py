@@ -10,6 +10,7 @@ from ota.errors import OtaError
 from ota.models import KeyListDocument, SigningKey
 from ota.services import keylist_publish, keys_init, keys_revoke, keys_rotate
 from ota.services.keys import load_root_key
+from protocol import jsonsafe
 
 
 class Command(BaseCommand):
@@ -63,7 +64,7 @@ class Command(BaseCommand):
 
     def do_publish(self, actor, options):
         try:
-            document = json.loads(Path(options["file"]).read_text())
+            document = jsonsafe.loads(Path(options["file"]).read_bytes())
         except (OSError, ValueError) as exc:
             raise CommandError(f"cannot read {options['file']}: {exc}") from exc
         doc = keylist_publish(actor=actor, document=document)
