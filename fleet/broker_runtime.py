@@ -31,8 +31,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PkiFiles:
-    ca_cert: Path
+    ca_cert: Path  # the device CA: device certificates and the broker's server certificate
     ca_key: Path  # encrypted with PKI_CA_PASSPHRASE
+    server_ca_cert: Path  # the server CA: fleet-ingest and fleet-admin only
+    server_ca_key: Path  # encrypted with PKI_CA_PASSPHRASE
     broker_cert: Path
     broker_key: Path
     ingest_cert: Path
@@ -50,6 +52,8 @@ def pki_files(directory: str | os.PathLike[str] | None = None) -> PkiFiles:
     return PkiFiles(
         ca_cert=root / "ca.crt",
         ca_key=root / "ca.key",
+        server_ca_cert=root / "server-ca.crt",
+        server_ca_key=root / "server-ca.key",
         broker_cert=root / "broker.crt",
         broker_key=root / "broker.key",
         ingest_cert=root / f"{ingest}.crt",
@@ -186,10 +190,12 @@ class EmbeddedBrokerComponent:
         broker = EmbeddedBroker(
             self.host,
             self.port,
-            files.ca_cert.read_bytes(),
+            # One listener for both: devices (device CA) and the server's identities (server CA).
+            files.ca_cert.read_bytes() + files.server_ca_cert.read_bytes(),
             files.broker_cert.read_bytes(),
             files.broker_key.read_bytes(),
             _is_revoked,
+            max_queued_bytes=settings.MQTT_BROKER_MAX_QUEUED_BYTES,
         )
         broker.start()
         self.broker, self.port = broker, broker.port

@@ -122,6 +122,7 @@ REST_FRAMEWORK = {
         "anon": env.str("THROTTLE_ANON", default="60/min"),
         "user": env.str("THROTTLE_USER", default="1200/min"),
         "enroll": env.str("THROTTLE_ENROLL", default="30/min"),
+        "login": env.str("THROTTLE_LOGIN", default="10/min"),
     },
     "EXCEPTION_HANDLER": "fleet.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -276,9 +277,15 @@ MQTT_BROKER_PID_FILE = env.str("MQTT_BROKER_PID_FILE", default=str(MQTT_BROKER_D
 # The user Mosquitto runs as: the CRL is checked readable by it before each SIGHUP ("" skips the check).
 MQTT_BROKER_USER = env.str("MQTT_BROKER_USER", default="mosquitto")
 # Device listener bind address, and the server listener's (fleet-ingest / fleet-admin): the server
-# listener accepts any fleet-CA certificate, so bind it where devices cannot reach it.
+# listener accepts only server-CA certificates; bind it where devices cannot reach it as well.
 MQTT_DEVICE_BIND = env.str("MQTT_DEVICE_BIND", default="127.0.0.1")
 MQTT_SERVER_BIND = env.str("MQTT_SERVER_BIND", default="127.0.0.1")
+# Each session's queue of undelivered QoS 1 messages, in bytes (0: unbounded). The ingest's session
+# holds everything devices send while it is away: size it for the longest ingest outage to ride
+# out (docs/operations.md, "Broker queues"). Beyond it the broker drops, and counts, messages.
+MQTT_BROKER_MAX_QUEUED_BYTES = env.int("MQTT_BROKER_MAX_QUEUED_BYTES", default=1_073_741_824)  # 1 GiB
+# How often Mosquitto saves its persistence file (a SIGKILLed broker loses what came after).
+MQTT_BROKER_AUTOSAVE_S = env.int("MQTT_BROKER_AUTOSAVE_S", default=60)
 MQTT_ADMIN_CERT = env.str("MQTT_ADMIN_CERT", default=str(PKI_DIR / "fleet-admin.crt"))
 MQTT_ADMIN_KEY = env.str("MQTT_ADMIN_KEY", default=str(PKI_DIR / "fleet-admin.key"))
 PKI_CA_VALID_DAYS = env.int("PKI_CA_VALID_DAYS", default=3650)

@@ -5,7 +5,7 @@ import pytest
 # Django-dependent imports stay inside fixtures, so pure-Python suites (protocol/, edge/) also run
 # with `-p no:django`.
 
-pytest_plugins = ["tests.fixtures.brokers", "tests.fixtures.s3", "tests.fixtures.mqtt"]
+pytest_plugins = ["tests.fixtures.mqtt", "tests.fixtures.brokers", "tests.fixtures.s3"]
 
 
 @pytest.fixture

@@ -1,6 +1,10 @@
 """`python -m bench.ingest`: what one `manage.py ingest` commits per second, against baselines in the same run.
 
-Each phase: a fresh persistent MQTT 5 session per consumer is made and subscribed, the
+The broker is Mosquitto on the configuration `manage.py broker_config` generates (mTLS, the
+ACL, persistence, queues bounded by bytes), with a PKI from `manage.py pki init`: every consumer,
+the baselines included, connects as fleet-ingest on the server listener, and the publishers too
+(that identity may write every device's topic; the broker does the same work per message as for
+one connection per camera). Each phase: a fresh persistent MQTT 5 session per consumer is made and subscribed, the
 publishers fill it with N QoS 1 messages (queued in Mosquitto), then the consumer
 starts and drains it; its rate is (messages) / (first to last message or commit).
 So every consumer drains the same queue from the same broker, and the publishers'
@@ -20,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.ingest.consumers import tls_client
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/fleet_bench_ingest"
@@ -63,13 +69,11 @@ def reset() -> None:
 
 def session(port: int, client_id: str, topic_filter: str | None) -> None:
     """Make a fresh persistent session subscribed to `topic_filter`, or (None) delete the session."""
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
     from paho.mqtt.subscribeoptions import SubscribeOptions
 
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    client = tls_client(client_id)
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 3600 if topic_filter else 0
     client.connect("127.0.0.1", port, clean_start=True, properties=props)
@@ -83,13 +87,10 @@ def session(port: int, client_id: str, topic_filter: str | None) -> None:
 
 
 def _publish(port: int, device_ids: list[str], start: int, stop: int, samples: int, prefix: str) -> None:
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
-
     from protocol import topics
     from protocol.messages import Telemetry, TelemetrySample, encode
 
-    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client = tls_client()
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
@@ -166,9 +167,9 @@ def run_ingest(
 
     env = {
         **os.environ,
+        "MQTT_BROKER": "mosquitto",
         "MQTT_HOST": "127.0.0.1",
         "MQTT_PORT": str(port),
-        "MQTT_TLS": "false",
         "INGEST_COMMIT_PROCESS": str(commit_process).lower(),
     }
     procs = [
@@ -189,7 +190,7 @@ def run_ingest(
             now = time.monotonic()
             if first is None and count:
                 first, first_count = now, count
-            if count >= n:
+            if count >= n and now > first:
                 return (n - first_count) / (now - first)
             time.sleep(0.05)
         raise RuntimeError(f"ingest did not finish: {ProcessedMessage.objects.count()}/{n}")
@@ -215,25 +216,33 @@ def main() -> None:
     configure()
     from bench.api import machine
     from protocol import topics
-    from tests.fixtures.mqtt import PlainMosquitto
+    from tests.fixtures.brokers import make_fleet_pki, start_mosquitto
 
     device_ids = seed(args.devices)
     plain, shared = topics.ingest_filter(shared=False), topics.ingest_filter(shared=True)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        broker = PlainMosquitto(Path(tmp))
-        broker.start()
+        (Path(tmp) / "pki").mkdir()
+        (Path(tmp) / "broker").mkdir()
+        fleet_pki = make_fleet_pki(Path(tmp) / "pki")
+        broker = start_mosquitto(Path(tmp) / "broker", fleet_pki)
+        os.environ.update(
+            MQTT_CA_FILE=fleet_pki.ca_file,
+            MQTT_CLIENT_CERT=fleet_pki.ingest.cert_file,
+            MQTT_CLIENT_KEY=fleet_pki.ingest.key_file,
+        )
+        port = broker.server_port  # everything here connects as a server identity
         log = Path(tmp) / "ingest.log"
         try:
 
             def phase(name, consumers, topic_filter, n, samples, measure):
                 reset()
                 for cid in consumers:
-                    session(broker.port, cid, topic_filter)
-                pub_rate = preload(broker.port, device_ids, n, samples, args.publishers, name)
+                    session(port, cid, topic_filter)
+                pub_rate = preload(port, device_ids, n, samples, args.publishers, name)
                 rate = measure(n)
                 for cid in consumers:
-                    session(broker.port, cid, None)
+                    session(port, cid, None)
                 results[name] = {
                     "messages": n,
                     "samples_per_message": samples,
@@ -252,7 +261,7 @@ def main() -> None:
                 plain,
                 args.messages,
                 1,
-                lambda n: run_baseline("raw", broker.port, "bench-raw", n),
+                lambda n: run_baseline("raw", port, "bench-raw", n),
             )
             phase(
                 "ingest_1",
@@ -260,7 +269,7 @@ def main() -> None:
                 shared,
                 args.messages,
                 1,
-                lambda n: run_ingest(broker.port, ["bench-ingest-a"], n, log),
+                lambda n: run_ingest(port, ["bench-ingest-a"], n, log),
             )
             phase(
                 "ingest_2_replicas",
@@ -268,7 +277,7 @@ def main() -> None:
                 shared,
                 args.messages,
                 1,
-                lambda n: run_ingest(broker.port, ["bench-ingest-a", "bench-ingest-b"], n, log),
+                lambda n: run_ingest(port, ["bench-ingest-a", "bench-ingest-b"], n, log),
             )
             phase(
                 "ingest_1_one_process",
@@ -276,7 +285,7 @@ def main() -> None:
                 shared,
                 args.messages,
                 1,
-                lambda n: run_ingest(broker.port, ["bench-ingest-a"], n, log, commit_process=False),
+                lambda n: run_ingest(port, ["bench-ingest-a"], n, log, commit_process=False),
             )
             phase(
                 "ingest_2_one_process",
@@ -285,7 +294,7 @@ def main() -> None:
                 args.messages,
                 1,
                 lambda n: run_ingest(
-                    broker.port, ["bench-ingest-a", "bench-ingest-b"], n, log, commit_process=False
+                    port, ["bench-ingest-a", "bench-ingest-b"], n, log, commit_process=False
                 ),
             )
             phase(
@@ -294,7 +303,7 @@ def main() -> None:
                 plain,
                 args.naive_messages,
                 1,
-                lambda n: run_baseline("naive", broker.port, "bench-naive", n),
+                lambda n: run_baseline("naive", port, "bench-naive", n),
             )
             phase(
                 "ingest_1_batched",
@@ -302,7 +311,7 @@ def main() -> None:
                 shared,
                 args.batched_messages,
                 args.samples,
-                lambda n: run_ingest(broker.port, ["bench-ingest-a"], n, log),
+                lambda n: run_ingest(port, ["bench-ingest-a"], n, log),
             )
             phase(
                 "ingest_2_batched",
@@ -310,7 +319,7 @@ def main() -> None:
                 shared,
                 args.batched_messages,
                 args.samples,
-                lambda n: run_ingest(broker.port, ["bench-ingest-a", "bench-ingest-b"], n, log),
+                lambda n: run_ingest(port, ["bench-ingest-a", "bench-ingest-b"], n, log),
             )
         finally:
             broker.stop()

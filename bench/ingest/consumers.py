@@ -3,6 +3,8 @@
 Both resume a persistent MQTT 5 session (made by the orchestrator, which filled it
 with N queued messages), so they drain exactly what the ingest drains. Each prints
 one JSON line: {"count", "first", "last"} (monotonic seconds of the first and last message).
+They connect as the ingest does: mTLS with the certificate in MQTT_CLIENT_CERT / MQTT_CLIENT_KEY,
+checked against MQTT_CA_FILE, on the broker's server listener at 127.0.0.1:PORT.
 """
 
 from __future__ import annotations
@@ -23,8 +25,19 @@ SESSION_EXPIRY_S = 3600
 RECEIVE_MAXIMUM = 2000  # the ingest's default window, so all consumers get the same broker behaviour
 
 
+def tls_client(client_id: str | None = None) -> paho.Client:
+    """A paho MQTT 5 client with the server identity from the environment (as `manage.py ingest` has)."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or "", protocol=paho.MQTTv5)
+    client.tls_set(
+        ca_certs=os.environ["MQTT_CA_FILE"],
+        certfile=os.environ["MQTT_CLIENT_CERT"],
+        keyfile=os.environ["MQTT_CLIENT_KEY"],
+    )
+    return client
+
+
 def connect(port: int, client_id: str, on_message) -> paho.Client:
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    client = tls_client(client_id)
     client.on_message = on_message
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = SESSION_EXPIRY_S

@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from fleet.broker import stats
 from fleet.broker.amqtt_fleet import MAX_KEEPALIVE, FleetBroker
 
 _PLUGINS = "fleet.broker.amqtt_fleet"
@@ -41,12 +42,14 @@ class EmbeddedBroker:
         is_revoked: Callable[[int], bool],
         *,
         max_keepalive: int = MAX_KEEPALIVE,
+        max_queued_bytes: int = stats.DEFAULT_MAX_QUEUED_BYTES,
     ) -> None:
         self.host = host
         self.port = port
         self._pems = tuple(p.decode() if isinstance(p, bytes) else p for p in (ca_pem, cert_pem, key_pem))
         self._is_revoked = is_revoked
         self._max_keepalive = max_keepalive
+        self._max_queued_bytes = max_queued_bytes
         self._broker: FleetBroker | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -83,6 +86,7 @@ class EmbeddedBroker:
                 self._config(cert_file, key_file),
                 is_revoked=self._is_revoked,
                 max_keepalive=self._max_keepalive,
+                max_queued_bytes=self._max_queued_bytes,
             )
             await broker.start()
         finally:

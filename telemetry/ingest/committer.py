@@ -48,6 +48,7 @@ def commit_batch(batch: list[RawMessage], stop: threading.Event) -> BatchResult 
             if not is_db_unavailable(exc):
                 log.exception("ingest batch failed; processing its %d messages one by one", len(batch))
                 result = _commit_one_by_one(batch)
+                result.one_by_one = True
             else:
                 retries += 1
                 log.warning("database unavailable, batch of %d kept unacknowledged: %s", len(batch), exc)

@@ -21,11 +21,15 @@ LAG_SECONDS = Histogram(
     "Commit time minus the message's device timestamp",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
 )
+ONE_BY_ONE = Counter(
+    "fleet_ingest_batches_one_by_one_total",
+    "Batches that raised and were committed message by message (an ingest bug: bad input is dead-lettered)",
+)
 DB_RETRIES = Counter("fleet_ingest_db_retries_total", "Batches retried because the database was unavailable")
 COMMITTER_STARTS = Counter(
     "fleet_ingest_committer_starts_total", "Committer processes started (more than one: a child died)"
 )
-CONNECTED = Gauge("fleet_ingest_connected", "1 while connected to the MQTT broker")
+CONNECTED = Gauge("fleet_ingest_connected", "1 while connected to the MQTT broker and subscribed")
 UNACKED = Counter(
     "fleet_ingest_unacked_total", "Committed messages not acknowledged because the connection changed"
 )

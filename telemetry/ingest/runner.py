@@ -24,6 +24,7 @@ from django.db import close_old_connections, connections
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from fleet import mqtt
+from fleet.broker import stats as broker_stats
 from protocol import topics
 from telemetry.ingest import metrics
 from telemetry.ingest.committer import Committer, ProcessCommitter, ThreadCommitter
@@ -72,6 +73,7 @@ class IngestRunner:
         self.inbox: deque[Delivery] = deque()  # appended by paho's thread, taken by this one
         self._arrived = threading.Event()
         self.connection: mqtt.Connection | None = None
+        self.subscribed = threading.Event()  # the current connection's subscription is in place
         self.batches = 0
 
     # -- MQTT side (paho's thread) ------------------------------------------------------------
@@ -79,16 +81,25 @@ class IngestRunner:
     def _on_connect(self, conn: mqtt.Connection, session_present: bool) -> None:
         shared = self.options.shared and conn.protocol == mqtt.MQTT_V5
         topic_filter = topics.ingest_filter(shared=shared, group=self.options.share_group)
+        self.subscribed.clear()
+        conn.client.on_subscribe = self._on_subscribe
         if conn.protocol == mqtt.MQTT_V5:
             # retainHandling=1: retained up/status only when the subscription is new, not on every reconnect.
             conn.client.subscribe(topic_filter, options=SubscribeOptions(qos=1, retainHandling=1))
         else:
             conn.client.subscribe(topic_filter, qos=1)
-        metrics.CONNECTED.set(1)
         log.info(
             "ingest connected",
             extra={"filter": topic_filter, "session_present": session_present, "protocol": conn.protocol},
         )
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        # Connected is not enough: what devices publish before the SUBACK has no subscriber here.
+        if any(rc.is_failure for rc in reason_codes):
+            log.error("the broker refused the ingest's subscription: %s", [str(rc) for rc in reason_codes])
+            return
+        self.subscribed.set()
+        metrics.CONNECTED.set(1)
 
     def _on_message(self, conn: mqtt.Connection, message: paho.MQTTMessage) -> None:
         # Kept to the minimum: this thread's time is the ingest's ceiling (parsing happens in the batch).
@@ -157,6 +168,7 @@ class IngestRunner:
     def record(self, result: BatchResult) -> None:
         metrics.RECEIVED.inc(result.received)
         metrics.DB_RETRIES.inc(result.db_retries)
+        metrics.ONE_BY_ONE.inc(result.one_by_one)
         metrics.BATCH_SECONDS.observe(result.seconds)
         metrics.BATCH_SIZE.observe(result.received)
         metrics.DUPLICATES.inc(result.duplicates)
@@ -175,9 +187,11 @@ class IngestRunner:
             log.exception("could not ensure metric partitions at start")
         # Forked before paho's thread exists: the child starts with only this thread.
         committer = (ProcessCommitter if self.options.commit_process else ThreadCommitter)(self.stop_event)
+        watcher = broker_stats.StatsWatcher(client_id=f"{self.options.client_id}-stats")
         try:
             if not self.connect():
                 return
+            watcher.start()
             while not self.stop_event.is_set():
                 if not self._acknowledge_done(committer, timeout=0.25 if committer.busy else 0):
                     break
@@ -187,12 +201,16 @@ class IngestRunner:
                 if batch:
                     committer.submit(batch)
                 else:
-                    metrics.CONNECTED.set(1 if self.connection and self.connection.connected else 0)
+                    live = (
+                        self.connection is not None and self.connection.connected and self.subscribed.is_set()
+                    )
+                    metrics.CONNECTED.set(1 if live else 0)
                     close_old_connections()
             committer.finish()
             while committer.pending and self._acknowledge_done(committer, timeout=_FINISH_TIMEOUT_S):
                 pass
         finally:
+            watcher.stop()
             committer.close()
             metrics.CONNECTED.set(0)
             if self.connection is not None:

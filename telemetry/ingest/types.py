@@ -77,3 +77,4 @@ class BatchResult:
     lag_s: list[float] = field(default_factory=list)  # commit time - device ts, per handled message
     seconds: float = 0.0  # to process and commit it
     db_retries: int = 0  # attempts that found the database unavailable before this one committed
+    one_by_one: bool = False  # the batch raised (a bug, not bad input) and was committed message by message

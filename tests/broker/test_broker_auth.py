@@ -100,3 +100,32 @@ def test_mosquitto_reloads_the_crl_before_the_kick(mosquitto_broker, fleet_pki):
     print(
         f"\nCRL published + reload confirmed {result.crl_seconds * 1e3:.1f} ms, kick {result.kick_seconds * 1e3:.1f} ms"
     )
+
+
+@pytest.mark.parametrize("protocol", [mqtt.MQTTv311, mqtt.MQTTv5], ids=["mqtt311", "mqtt5"])
+def test_a_device_certificate_cannot_use_the_server_listener_to_cut_off_another_device(
+    mosquitto_broker, fleet_pki, mqtt_probe, protocol
+):
+    """Issue 12: the server listener took any fleet-CA certificate, and there the client id is free,
+    so a device connecting with another device's client id took over its session. It trusts only
+    the server CA now: the device's handshake fails before any client id is read."""
+    victim, attacker = fleet_pki.device(), fleet_pki.device()
+    cam = mqtt_probe(mosquitto_broker, victim, protocol=protocol)
+    assert cam.start()
+    for client_id in (victim.name, "fleet-ingest-1", attacker.name):
+        assert _refused(
+            mqtt_probe,
+            mosquitto_broker,
+            attacker,
+            protocol=protocol,
+            server_listener=True,
+            client_id=client_id,
+        )
+    time.sleep(0.3)
+    assert cam.connected and not cam.disconnects
+    # The server's own identities still get in there, with a client id of their choosing.
+    assert mqtt_probe(
+        mosquitto_broker, fleet_pki.ingest, server_listener=True, client_id="fleet-ingest-7"
+    ).start()
+    # ... and not on the device listener, which trusts the device CA alone.
+    assert _refused(mqtt_probe, mosquitto_broker, fleet_pki.ingest, client_id=fleet_pki.ingest.name)

@@ -165,7 +165,7 @@ def test_embedded_broker_runs_on_an_existing_loop_and_fails_closed_on_revocation
         broker = EmbeddedBroker(
             "127.0.0.1",
             0,
-            Path(fleet_pki.ca_file).read_bytes(),
+            fleet_pki.broker_ca_pem,
             Path(fleet_pki.server_cert_file).read_bytes(),
             Path(fleet_pki.server_key_file).read_bytes(),
             is_revoked,

@@ -23,11 +23,14 @@ def _render(**overrides):
         bind="0.0.0.0",
         server_bind="10.0.0.5",
         cafile="/etc/fleet/ca.crt",
+        server_cafile="/etc/fleet/server-ca.crt",
         certfile="/etc/fleet/server.crt",
         keyfile="/etc/fleet/server.key",
         crlfile="/etc/fleet/crl.pem",
         acl_file="/etc/fleet/acl",
         dynsec_file="/var/lib/fleet/dynsec.json",
+        persistence_dir="/var/lib/fleet/mosquitto",
+        max_queued_bytes=512 * 1024 * 1024,
         dynsec_plugin_path="/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
     )
     kwargs.update(overrides)
@@ -60,13 +63,13 @@ def test_tls_options_only_follow_listener_lines():
     assert "per_listener_settings false" in global_part and "allow_anonymous false" in global_part
     assert devices[0] == "listener 18883 0.0.0.0" and servers[0] == "listener 18884 10.0.0.5"
     for section in (devices, servers):
-        for option in (
-            "require_certificate true",
-            "use_identity_as_username true",
-            "crlfile /etc/fleet/crl.pem",
-            "tls_version tlsv1.2",
-        ):
+        for option in ("require_certificate true", "use_identity_as_username true", "tls_version tlsv1.2"):
             assert option in section
+    # Each listener trusts one CA: devices the device CA (with its CRL), servers the server CA.
+    assert "cafile /etc/fleet/ca.crt" in devices and "crlfile /etc/fleet/crl.pem" in devices
+    assert "cafile /etc/fleet/server-ca.crt" in servers and not any(
+        line.startswith("crlfile") for line in servers
+    )
     assert "use_username_as_clientid true" in devices
     assert not any("use_username_as_clientid" in line for line in servers)
 
@@ -77,22 +80,27 @@ def test_acl_isolates_devices_by_certificate_cn():
     assert lines == [
         "user fleet-ingest",
         "topic readwrite fleet/v1/devices/#",
+        "topic read $SYS/broker/#",
         "pattern write fleet/v1/devices/%u/up/#",
         "pattern read fleet/v1/devices/%u/down/#",
     ]
 
 
-def test_run_as_user_and_persistence_are_optional():
-    plain = _render()["mosquitto.conf"]
-    assert "persistence false" in plain and "\nuser " not in plain
-    conf = _render(run_as_user="root", persistence_dir="/var/lib/mosquitto", pid_file="/run/m.pid")[
-        "mosquitto.conf"
-    ]
-    assert (
-        "user root" in conf
-        and "persistence_location /var/lib/mosquitto/" in conf
-        and "pid_file /run/m.pid" in conf
-    )
+def test_persistence_is_always_on_and_queues_are_bounded_by_bytes_not_by_count():
+    """Issue 12: without max_queued_messages Mosquitto keeps 1,000 messages per session and drops
+    the rest silently. The generated config always persists and caps queues by bytes instead."""
+    lines = _render()["mosquitto.conf"].splitlines()
+    for option in (
+        "persistence true",
+        "persistence_location /var/lib/fleet/mosquitto/",
+        "max_queued_messages 10000000",
+        f"max_queued_bytes {512 * 1024 * 1024}",
+        "sys_interval 10",
+    ):
+        assert option in lines
+    assert "persistence false" not in lines and not any(line.startswith("user ") for line in lines)
+    conf = _render(run_as_user="root", pid_file="/run/m.pid")["mosquitto.conf"].splitlines()
+    assert "user root" in conf and "pid_file /run/m.pid" in conf
 
 
 def test_dynsec_initial_config_gives_the_admin_certificate_the_control_topic():

@@ -18,6 +18,7 @@ from devices.models import Device, DeviceState
 from devices.models_identity import DeviceCertificate, EnrollmentToken
 from fleet import pki
 from fleet.models import AuditEntry
+from protocol.download import origin
 from tests.api_base import assert_error_body
 from tests.devices.test_identity_fixtures import (  # noqa: F401 - fixtures
     ENROLL_URL,
@@ -98,9 +99,11 @@ def test_enrollment_makes_an_active_device_with_the_token_presets_and_a_certific
 
     assert response.status_code == 201, response.content
     data = response.json()
-    assert set(data) == {"device_id", "certificate_pem", "ca_pem", "mqtt", "api_url"}
+    assert set(data) == {"device_id", "certificate_pem", "ca_pem", "mqtt", "api_url", "download_origins"}
     assert data["mqtt"] == {"host": settings.MQTT_DEVICE_HOST, "port": settings.MQTT_DEVICE_PORT, "tls": True}
     assert data["api_url"] == settings.PUBLIC_URL
+    # Local storage: artifacts come from the server itself, and from nowhere else.
+    assert data["download_origins"] == [origin(settings.PUBLIC_URL)]
     device = Device.objects.get(device_id=data["device_id"])
     assert device.state == DeviceState.ACTIVE and device.serial == "SN-0001"
     assert device.site == site and list(device.groups.all()) == [group] and list(device.tags.all()) == [tag]

@@ -6,6 +6,7 @@ test_identity*.py, tests/broker/test_enrolled_*.py); holds no tests itself.
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,19 +21,10 @@ ENROLL_URL = "/api/v1/enroll/"
 
 @pytest.fixture
 def identity_pki(fleet_pki, settings, tmp_path):
-    """The session's test CA (the one the real brokers trust) as the server's PKI_DIR, key encrypted."""
+    """The session's PKI (the one the real brokers trust) as the server's PKI_DIR: a copy, which a
+    test may rotate or break without touching the session's."""
     directory = tmp_path / "pki"
-    directory.mkdir()
-    files = broker_runtime.pki_files(directory)
-    pki.write_atomic(
-        files.ca_key,
-        pki.encrypt_private_key(fleet_pki.ca_key, settings.PKI_CA_PASSPHRASE.encode()),
-        mode=0o600,
-    )
-    pki.write_atomic(files.ca_cert, pki.cert_pem(fleet_pki.ca_cert))
-    # The brokers' server certificate, for an EmbeddedBrokerComponent started from these settings.
-    pki.write_atomic(files.broker_cert, Path(fleet_pki.server_cert_file).read_bytes())
-    pki.write_atomic(files.broker_key, Path(fleet_pki.server_key_file).read_bytes(), mode=0o600)
+    shutil.copytree(fleet_pki.directory, directory)
     settings.PKI_DIR = directory
     settings.MQTT_CA_FILE = fleet_pki.ca_file
     broker_runtime.reset()

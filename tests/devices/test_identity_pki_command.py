@@ -58,11 +58,12 @@ def test_init_is_idempotent_and_force_replaces_the_ca(pki_dir):
     assert "nothing changed" in _run("pki", "init")
     assert {p: p.read_bytes() for p in files.all()} == before
 
-    files.admin_cert.unlink()  # a missing file is issued again by the same CA
+    files.admin_cert.unlink()  # a missing file is issued again by the same CA (the server CA's)
     _run("pki", "init")
     assert files.ca_key.read_bytes() == before[files.ca_key]
+    assert files.server_ca_key.read_bytes() == before[files.server_ca_key]
     pki.load_certificate(files.admin_cert.read_bytes()).verify_directly_issued_by(
-        broker_runtime.signing_ca()[1]
+        pki.load_certificate(files.server_ca_cert.read_bytes())
     )
 
     _run("pki", "init", "--force")
@@ -100,3 +101,29 @@ def test_broker_config_refuses_one_port_for_both_listeners(pki_dir, settings):
     settings.MQTT_PORT = settings.MQTT_DEVICE_PORT
     with pytest.raises(CommandError, match="MQTT_PORT"):
         _run("broker_config")
+
+
+def test_server_identities_come_from_the_server_ca_and_old_ones_are_reissued(pki_dir, settings):
+    """The broker's server listener trusts only the server CA: `pki init` issues fleet-ingest and
+    fleet-admin from it, and reissues ones an older layout signed with the device CA."""
+    from cryptography.exceptions import InvalidSignature
+
+    _run("pki", "init")
+    files = broker_runtime.pki_files()
+    device_ca = pki.load_certificate(files.ca_cert.read_bytes())
+    server_ca = pki.load_certificate(files.server_ca_cert.read_bytes())
+    for cert_file in (files.ingest_cert, files.admin_cert):
+        pki.load_certificate(cert_file.read_bytes()).verify_directly_issued_by(server_ca)
+        with pytest.raises((InvalidSignature, ValueError)):
+            pki.load_certificate(cert_file.read_bytes()).verify_directly_issued_by(device_ca)
+    pki.load_certificate(files.broker_cert.read_bytes()).verify_directly_issued_by(device_ca)
+
+    # An ingest certificate from the old layout (device CA) is replaced on the next `pki init`.
+    ca_key = pki.load_private_key(files.ca_key.read_bytes(), settings.PKI_CA_PASSPHRASE.encode())
+    key, old = pki.issue_client_cert(
+        ca_key=ca_key, ca_cert=device_ca, common_name=pki.INGEST_IDENTITY, valid_days=1
+    )
+    pki.write_atomic(files.ingest_key, pki.private_key_pem(key), mode=0o600)
+    pki.write_atomic(files.ingest_cert, pki.cert_pem(old))
+    assert "fleet-ingest (server CA)" in _run("pki", "init")
+    pki.load_certificate(files.ingest_cert.read_bytes()).verify_directly_issued_by(server_ca)

@@ -17,9 +17,8 @@ from protocol import topics
 from telemetry.ingest import metrics
 from telemetry.models import MetricSample, ProcessedMessage
 from tests.factories import DeviceFactory
-from tests.fixtures.mqtt import HOST
 from tests.fixtures.mqtt import wait_until as _wait_until
-from tests.telemetry.helpers import IngestThread, telemetry_payload
+from tests.telemetry.helpers import IngestThread, ingest_settings, telemetry_payload
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.django_db(transaction=True)]
 
@@ -28,9 +27,7 @@ postgres_only = pytest.mark.skipif("postgresql" not in connection.vendor, reason
 
 @pytest.fixture
 def ingest(settings, mosquitto):
-    settings.MQTT_HOST, settings.MQTT_PORT, settings.MQTT_TLS = HOST, mosquitto.port, False
-    settings.MQTT_PROTOCOL = "auto"
-    settings.INGEST_BATCH_MS = 20
+    ingest_settings(settings, mosquitto)
     made = []
 
     def start(**overrides) -> IngestThread:
@@ -48,6 +45,12 @@ def ingest(settings, mosquitto):
 
 def wait_until(predicate, timeout: float) -> bool:
     return _wait_until(predicate, timeout)
+
+
+@pytest.fixture
+def device_and_publisher(mosquitto, fleet_pki, test_publisher):
+    device = DeviceFactory()
+    return device, test_publisher(mosquitto, fleet_pki.device(device.device_id))
 
 
 def committers() -> list[multiprocessing.Process]:
@@ -84,22 +87,19 @@ def database_refusing_connections():
             admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
 
 
-def test_receiving_and_committing_run_in_two_processes(ingest, mosquitto, test_publisher):
-    device = DeviceFactory()
+def test_receiving_and_committing_run_in_two_processes(ingest, device_and_publisher):
+    device, publisher = device_and_publisher
     ingest()
     assert len(committers()) == 1
-    publish_all(test_publisher(mosquitto.port), device, "two", 50)
+    publish_all(publisher, device, "two", 50)
     assert wait_until(lambda: ProcessedMessage.objects.filter(device_id=device.device_id).count() == 50, 15)
     assert committers()[0].pid != os.getpid()
 
 
-def test_a_killed_committer_is_replaced_and_every_message_is_committed_once(
-    ingest, mosquitto, test_publisher
-):
-    device = DeviceFactory()
+def test_a_killed_committer_is_replaced_and_every_message_is_committed_once(ingest, device_and_publisher):
+    device, publisher = device_and_publisher
     starts = metrics.COMMITTER_STARTS._value.get()
     ingest()
-    publisher = test_publisher(mosquitto.port)
     publish_all(publisher, device, "k", 1500)
     assert wait_until(lambda: ProcessedMessage.objects.filter(device_id=device.device_id).exists(), 15)
     os.kill(committers()[0].pid, signal.SIGKILL)  # in the middle of the stream
@@ -112,11 +112,10 @@ def test_a_killed_committer_is_replaced_and_every_message_is_committed_once(
 
 
 @postgres_only
-def test_a_database_outage_keeps_messages_unacknowledged_until_it_ends(ingest, mosquitto, test_publisher):
-    device = DeviceFactory()
+def test_a_database_outage_keeps_messages_unacknowledged_until_it_ends(ingest, device_and_publisher):
+    device, publisher = device_and_publisher
     retries = metrics.DB_RETRIES._value.get()
     ingest()
-    publisher = test_publisher(mosquitto.port)
     with database_refusing_connections():
         publish_all(publisher, device, "down", 100)
         time.sleep(1.5)  # the committer tries, waits 0.25 s, 0.5 s, ... and tries again
@@ -127,10 +126,9 @@ def test_a_database_outage_keeps_messages_unacknowledged_until_it_ends(ingest, m
 
 
 @postgres_only
-def test_stopping_during_an_outage_leaves_the_messages_with_the_broker(ingest, mosquitto, test_publisher):
-    device = DeviceFactory()
+def test_stopping_during_an_outage_leaves_the_messages_with_the_broker(ingest, device_and_publisher):
+    device, publisher = device_and_publisher
     thread = ingest(client_id="ingest-outage-stop", shared=False)
-    publisher = test_publisher(mosquitto.port)
     with database_refusing_connections():
         publish_all(publisher, device, "kept", 100)
         thread.stop()  # does not wait for the database; nothing was acknowledged
@@ -140,10 +138,10 @@ def test_stopping_during_an_outage_leaves_the_messages_with_the_broker(ingest, m
     assert wait_until(lambda: ProcessedMessage.objects.filter(device_id=device.device_id).count() == 100, 20)
 
 
-def test_one_process_mode_commits_in_the_receiving_process(ingest, mosquitto, test_publisher):
-    device = DeviceFactory()
+def test_one_process_mode_commits_in_the_receiving_process(ingest, device_and_publisher):
+    device, publisher = device_and_publisher
     ingest(commit_process=False)
     assert not committers()
-    publish_all(test_publisher(mosquitto.port), device, "one", 50)
+    publish_all(publisher, device, "one", 50)
     assert wait_until(lambda: ProcessedMessage.objects.filter(device_id=device.device_id).count() == 50, 15)
     assert MetricSample.objects.filter(device=device).count() == 50

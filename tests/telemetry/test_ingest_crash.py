@@ -14,7 +14,7 @@ from django.db import connection
 from protocol import topics
 from telemetry.models import MetricSample, ProcessedMessage
 from tests.factories import DeviceFactory
-from tests.fixtures.mqtt import HOST, wait_until
+from tests.fixtures.mqtt import wait_until
 from tests.telemetry.helpers import telemetry_payload
 
 pytestmark = [
@@ -32,14 +32,18 @@ TOTAL = 20_000
 MANAGE = Path(settings.BASE_DIR) / "manage.py"
 
 
-def start_ingest(port: int, log_file: Path) -> subprocess.Popen:
+def start_ingest(broker, log_file: Path) -> subprocess.Popen:
     db = connection.settings_dict
+    pki = broker.fleet_pki
     env = {
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        "MQTT_HOST": HOST,
-        "MQTT_PORT": str(port),
-        "MQTT_TLS": "false",
+        "MQTT_BROKER": "mosquitto",
+        "MQTT_HOST": broker.host,
+        "MQTT_PORT": str(broker.server_port),
+        "MQTT_CA_FILE": pki.ca_file,
+        "MQTT_CLIENT_CERT": pki.ingest.cert_file,
+        "MQTT_CLIENT_KEY": pki.ingest.key_file,
         "LOG_LEVEL": "WARNING",
     }
     return subprocess.Popen(
@@ -51,13 +55,17 @@ def start_ingest(port: int, log_file: Path) -> subprocess.Popen:
 
 
 def test_sigkill_in_the_middle_then_restart_commits_every_message_exactly_once(
-    mosquitto, test_publisher, tmp_path
+    mosquitto, fleet_pki, test_publisher, tmp_path
 ):
     devices = [DeviceFactory() for _ in range(20)]
     log_file = tmp_path / "ingest.log"
-    ingest = start_ingest(mosquitto.port, log_file)
+    ingest = start_ingest(mosquitto, log_file)
     try:
-        publisher = test_publisher(mosquitto.port, max_inflight=500)
+        publishers = {
+            d.device_id: test_publisher(mosquitto, fleet_pki.device(d.device_id), max_inflight=500)
+            for d in devices
+        }
+        publisher = publishers[devices[0].device_id]
         probe = topics.up(devices[0].device_id, "telemetry")
         # The ingest is subscribed once a probe message lands (its session then holds everything else).
         deadline = time.monotonic() + 20
@@ -73,7 +81,7 @@ def test_sigkill_in_the_middle_then_restart_commits_every_message_exactly_once(
         for i in range(TOTAL):
             device_id = devices[i % len(devices)].device_id
             sent.add((device_id, f"k-{i}"))
-            publisher.publish(payloads[device_id], telemetry_payload(id=f"k-{i}"), wait=False)
+            publishers[device_id].publish(payloads[device_id], telemetry_payload(id=f"k-{i}"), wait=False)
         # Kill it once a good part is committed and more is still in flight or queued.
         assert wait_until(lambda: ProcessedMessage.objects.count() >= probes + TOTAL // 4, 40), (
             log_file.read_text()
@@ -83,8 +91,8 @@ def test_sigkill_in_the_middle_then_restart_commits_every_message_exactly_once(
         at_kill = ProcessedMessage.objects.count() - probes
         assert at_kill < TOTAL, "the ingest finished before it could be killed; the test proves nothing"
 
-        ingest = start_ingest(mosquitto.port, log_file)
-        assert publisher.wait_all(40), "publisher did not get every PUBACK"
+        ingest = start_ingest(mosquitto, log_file)
+        assert all(p.wait_all(40) for p in publishers.values()), "a publisher did not get every PUBACK"
         assert wait_until(lambda: ProcessedMessage.objects.count() >= probes + TOTAL, 60), (
             ProcessedMessage.objects.count(),
             log_file.read_text()[-2000:],

@@ -1,5 +1,7 @@
-"""The ingest against a real Mosquitto: publish -> row, redelivery, dead letters, status, broker restart."""
+"""The ingest against a real Mosquitto on the generated configuration (mTLS, per-device ACL, persistence):
+publish -> row, redelivery, dead letters, status, broker restart, the ingest away while devices publish."""
 
+import json
 import time
 import uuid
 
@@ -11,21 +13,26 @@ from paho.mqtt.enums import CallbackAPIVersion
 from fleet import mqtt
 from protocol import topics
 from protocol.messages import MAX_PAYLOAD_BYTES
+from telemetry.ingest import metrics
 from telemetry.models import DeadLetter, DeviceStatus, MetricSample, ProcessedMessage
 from tests.factories import DeviceFactory
-from tests.fixtures.mqtt import HOST, free_port
+from tests.fixtures.mqtt import free_port
 from tests.fixtures.mqtt import wait_until as _wait_until
-from tests.telemetry.helpers import IngestThread, sample, status_payload, telemetry_payload
+from tests.telemetry.helpers import IngestThread, ingest_settings, sample, status_payload, telemetry_payload
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def broker_settings(settings, mosquitto):
-    settings.MQTT_HOST, settings.MQTT_PORT, settings.MQTT_TLS = HOST, mosquitto.port, False
-    settings.MQTT_PROTOCOL = "auto"
-    settings.INGEST_BATCH_MS = 20
+    ingest_settings(settings, mosquitto)
     return settings
+
+
+@pytest.fixture
+def device_publisher(mosquitto, fleet_pki, test_publisher):
+    """A publisher with `device`'s own certificate (what the broker's ACL lets it publish)."""
+    return lambda device_id, **kwargs: test_publisher(mosquitto, fleet_pki.device(device_id), **kwargs)
 
 
 @pytest.fixture
@@ -64,10 +71,10 @@ def _connected(thread: IngestThread) -> bool:
     return metrics.CONNECTED._value.get() == 1 and thread.thread.is_alive()
 
 
-def test_published_message_becomes_rows_and_a_redelivered_id_does_not(ingest, mosquitto, test_publisher):
+def test_published_message_becomes_rows_and_a_redelivered_id_does_not(ingest, device_publisher):
     device = DeviceFactory()
     ingest()
-    publisher = test_publisher(mosquitto.port)
+    publisher = device_publisher(device.device_id)
     first = telemetry_payload([sample(cpu_pct=11), sample(cpu_pct=12)], id="m-1")
     publisher.publish(topics.up(device.device_id, "telemetry"), first)
     assert wait_until(lambda: MetricSample.objects.filter(device=device).count() == 2, 10)
@@ -79,43 +86,69 @@ def test_published_message_becomes_rows_and_a_redelivered_id_does_not(ingest, mo
     assert ProcessedMessage.objects.filter(device_id=device.device_id).count() == 2
 
 
-def test_each_bad_input_is_dead_lettered_and_the_ingest_keeps_ingesting(ingest, mosquitto, test_publisher):
+def _status(**fields) -> bytes:
+    return json.dumps({"v": 1, "id": uuid.uuid4().hex, "ts": 1.0, "state": "online", **fields}).encode()
+
+
+# What a broken or hostile device sends, and the reason each must be refused with. Every one reaches
+# the decoder inside a batch with good messages around it; none may cost the batch its normal commit.
+POISON = [
+    ("telemetry", b'{"v": 1, "id": ', "bad_json"),
+    ("telemetry", b'{"v": 7, "id": "x1", "ts": 1.0, "samples": []}', "unknown_version"),
+    ("telemetry", b'{"v": 1, "id": "x2", "ts": 1.0, "samples": [{"ts": 1.0, "cpu_pct": -5, "mem_pct": 1}]}', "schema"),
+    ("telemetry", b"{" + b" " * MAX_PAYLOAD_BYTES + b"}", "oversize"),
+    # Invalid UTF-8 inside a JSON string (it raised UnicodeDecodeError out of the decoder).
+    ("status", b'{"v":1,"id":"\xff\xfe","ts":1,"state":"online","agent_version":"1"}', "bad_json"),
+    # Text PostgreSQL cannot store (it became a handler_error).
+    ("status", _status(agent_version="3.1\u0000"), "schema"),
+    ("ack", b'{"v":1,"id":"a1","ts":1,"command_id":"c1","status":"failed","detail":"x\\u0000"}', "schema"),
+    # One key twice: which one wins depends on the parser.
+    ("status", b'{"v":1,"id":"d1","ts":1,"state":"online","agent_version":"1","agent_version":"2"}', "bad_json"),
+    # An integer beyond the I-JSON safe range, deep nesting in a free-form field.
+    ("ota", b'{"v":1,"id":"o1","ts":1,"deployment_id":"1","serial":1180591620717411303424,"model":"m","state":"failed"}', "schema"),
+    ("ack", b'{"v":1,"id":"a2","ts":1,"command_id":"c","status":"failed","result":{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}}", "bad_json"),
+    ("ack", b'{"v":1,"id":"a3","ts":1,"command_id":"c","status":"failed","result":{"a":' + b"[" * 40 + b"]" * 40 + b"}}", "schema"),
+]  # fmt: skip
+
+
+def test_each_bad_input_is_dead_lettered_and_the_batch_commits_normally(ingest, device_publisher):
     device = DeviceFactory()
     ingest()
-    publisher = test_publisher(mosquitto.port)
-    up = topics.up(device.device_id, "telemetry")
-    bad = [
-        (up, b'{"v": 1, "id": '),
-        (up, b'{"v": 7, "id": "x1", "ts": 1.0, "samples": []}'),
-        (up, b'{"v": 1, "id": "x2", "ts": 1.0, "samples": [{"ts": 1.0, "cpu_pct": -5, "mem_pct": 1}]}'),
-        (up, b"{" + b" " * MAX_PAYLOAD_BYTES + b"}"),
-        (topics.up("cam-forged-999", "telemetry"), telemetry_payload()),
-        (f"{topics.ROOT}/{device.device_id}/up/firmware", telemetry_payload()),
-    ]
-    for topic, payload in bad:
-        publisher.publish(topic, payload)
-    publisher.publish(up, telemetry_payload(id="after-the-bad-ones"))
+    one_by_one = metrics.ONE_BY_ONE._value.get()
+    publisher = device_publisher(device.device_id)
+    for i, (kind, payload, _) in enumerate(POISON):
+        publisher.publish(
+            topics.up(device.device_id, "telemetry"), telemetry_payload(id=f"good-{i}"), wait=False
+        )
+        publisher.publish(topics.up(device.device_id, kind), payload, wait=False)
+    publisher.publish(topics.up(device.device_id, "telemetry"), telemetry_payload(id="after-the-bad-ones"))
+    # An unknown kind, and a device the registry does not know (its certificate is real).
+    publisher.publish(f"{topics.ROOT}/{device.device_id}/up/firmware", telemetry_payload())
+    device_publisher("cam-forged-999").publish(topics.up("cam-forged-999", "telemetry"), telemetry_payload())
+    assert publisher.wait_all(10)
 
+    expected = sorted([reason for _, _, reason in POISON] + ["topic", "unknown_device"])
+    assert wait_until(lambda: DeadLetter.objects.count() == len(expected), 15), DeadLetter.objects.count()
+    assert sorted(DeadLetter.objects.values_list("reason", flat=True)) == expected
     assert wait_until(lambda: ProcessedMessage.objects.filter(message_id="after-the-bad-ones").exists(), 10)
-    assert wait_until(lambda: DeadLetter.objects.count() == len(bad), 5)
-    assert sorted(DeadLetter.objects.values_list("reason", flat=True)) == sorted(
-        ["bad_json", "unknown_version", "schema", "oversize", "unknown_device", "topic"]
-    )
-    oversize = DeadLetter.objects.get(reason="oversize")
+    assert MetricSample.objects.filter(device=device).count() == len(POISON) + 1
+    assert metrics.ONE_BY_ONE._value.get() == one_by_one  # no batch fell back to one-by-one commits
+    oversize = DeadLetter.objects.filter(reason="oversize").first()
     assert oversize.payload_size > MAX_PAYLOAD_BYTES and len(oversize.payload) == 4096
-    assert MetricSample.objects.filter(device=device).count() == 1
 
 
-def test_birth_and_last_will_mark_the_device_online_then_offline(ingest, mosquitto):
+def test_birth_and_last_will_mark_the_device_online_then_offline(ingest, mosquitto, fleet_pki):
     device = DeviceFactory()
     ingest()
+    identity = fleet_pki.device(device.device_id)
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=device.device_id, protocol=paho.MQTTv311)
+    client.tls_set(ca_certs=fleet_pki.ca_file, certfile=identity.cert_file, keyfile=identity.key_file)
     status_topic = topics.up(device.device_id, "status")
     will = status_payload(
         "offline", reason="connection_lost", agent_version="3.1.0", id=f"lw-{device.device_id}"
     )
     client.will_set(status_topic, will, qos=1, retain=True)
-    client.connect(HOST, mosquitto.port, keepalive=5)
+    client.connect(mosquitto.host, mosquitto.port, keepalive=5)
     client.loop_start()
     client.publish(
         status_topic, status_payload("online", agent_version="3.1.0"), qos=1, retain=True
@@ -131,15 +164,15 @@ def test_birth_and_last_will_mark_the_device_online_then_offline(ingest, mosquit
     assert device.agent_version == "3.1.0"
 
 
-def test_broker_restart_in_the_middle_loses_nothing(ingest, mosquitto, test_publisher):
+def test_broker_restart_in_the_middle_loses_nothing(ingest, mosquitto, device_publisher):
     # A plain subscription: Mosquitto 2.0.11 restores it from persistence, a shared one it does not.
     devices = [DeviceFactory() for _ in range(5)]
     ingest(client_id="ingest-restart", shared=False)
-    publisher = test_publisher(mosquitto.port, client_id="pub-restart")
+    publishers = [device_publisher(d.device_id) for d in devices]
     total = 3000
     sent = []
     for i in range(total):
-        device = devices[i % len(devices)]
+        device, publisher = devices[i % len(devices)], publishers[i % len(devices)]
         message_id = f"r-{i}"
         sent.append((device.device_id, message_id))
         publisher.publish(
@@ -147,17 +180,17 @@ def test_broker_restart_in_the_middle_loses_nothing(ingest, mosquitto, test_publ
         )
         if i == total // 2:
             mosquitto.restart()
-    assert publisher.wait_all(30), "publisher did not get every PUBACK back"
+    assert all(p.wait_all(30) for p in publishers), "a publisher did not get every PUBACK back"
     assert wait_until(lambda: ProcessedMessage.objects.count() >= total, 45), ProcessedMessage.objects.count()
     stored = set(ProcessedMessage.objects.values_list("device_id", "message_id"))
     assert stored == set(sent)
     assert MetricSample.objects.count() == total
 
 
-def test_stop_finishes_the_current_batch_and_acknowledges_it(ingest, mosquitto, test_publisher):
+def test_stop_finishes_the_current_batch_and_acknowledges_it(ingest, device_publisher):
     device = DeviceFactory()
     thread = ingest(client_id="ingest-stop")
-    publisher = test_publisher(mosquitto.port)
+    publisher = device_publisher(device.device_id)
     for i in range(200):
         publisher.publish(
             topics.up(device.device_id, "telemetry"), telemetry_payload(id=f"s-{i}"), wait=False
@@ -173,13 +206,13 @@ def test_stop_finishes_the_current_batch_and_acknowledges_it(ingest, mosquitto, 
     assert MetricSample.objects.count() == 200
 
 
-def test_publish_waits_for_the_broker_and_fails_clearly_without_one(
-    broker_settings, mosquitto, test_publisher
-):
+def test_publish_waits_for_the_broker_and_fails_clearly_without_one(broker_settings, mosquitto, fleet_pki):
     received = []
-    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    identity = fleet_pki.device("cam-pub-1")
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=identity.name, protocol=paho.MQTTv5)
+    client.tls_set(ca_certs=fleet_pki.ca_file, certfile=identity.cert_file, keyfile=identity.key_file)
     client.on_message = lambda c, u, m: received.append(m)
-    client.connect(HOST, mosquitto.port)
+    client.connect(mosquitto.host, mosquitto.port)
     client.loop_start()
     client.subscribe(topics.down("cam-pub-1", "cmd"), qos=1)
     time.sleep(0.2)

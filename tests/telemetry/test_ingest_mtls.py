@@ -11,7 +11,7 @@ from protocol import topics
 from telemetry.models import DeadLetter, MetricSample, ProcessedMessage
 from tests.factories import DeviceFactory
 from tests.fixtures.mqtt import wait_until
-from tests.telemetry.helpers import IngestThread, telemetry_payload
+from tests.telemetry.helpers import IngestThread, ingest_settings, telemetry_payload
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.django_db(transaction=True)]
 
@@ -27,15 +27,8 @@ def _settled(predicate):
 
 
 @pytest.fixture
-def tls_settings(settings, mosquitto_broker, fleet_pki):
-    settings.MQTT_HOST, settings.MQTT_PORT = mosquitto_broker.host, mosquitto_broker.server_port
-    settings.MQTT_TLS = True
-    settings.MQTT_CA_FILE = fleet_pki.ca_file
-    settings.MQTT_CLIENT_CERT, settings.MQTT_CLIENT_KEY = (
-        fleet_pki.ingest.cert_file,
-        fleet_pki.ingest.key_file,
-    )
-    settings.INGEST_BATCH_MS = 20
+def tls_settings(settings, mosquitto_broker):
+    ingest_settings(settings, mosquitto_broker)
     yield settings
     mqtt.close_publisher()
 

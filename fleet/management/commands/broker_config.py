@@ -54,6 +54,7 @@ class Command(BaseCommand):
                 bind=settings.MQTT_DEVICE_BIND,
                 server_bind=settings.MQTT_SERVER_BIND,
                 cafile=str(files.ca_cert),
+                server_cafile=str(files.server_ca_cert),
                 certfile=str(files.broker_cert),
                 keyfile=str(files.broker_key),
                 crlfile=str(crl_file),
@@ -61,6 +62,8 @@ class Command(BaseCommand):
                 dynsec_file=str(dynsec_file),
                 dynsec_plugin_path=dynsec_plugin,
                 persistence_dir=str(directory / "data"),
+                max_queued_bytes=settings.MQTT_BROKER_MAX_QUEUED_BYTES,
+                autosave_interval_s=settings.MQTT_BROKER_AUTOSAVE_S,
                 pid_file=settings.MQTT_BROKER_PID_FILE,
                 run_as_user=run_as_user,
             )
@@ -82,8 +85,8 @@ class Command(BaseCommand):
         if settings.MQTT_SERVER_BIND in ("0.0.0.0", "::", ""):  # noqa: S104 - warning about a bind address
             self.stderr.write(
                 self.style.WARNING(
-                    "MQTT_SERVER_BIND listens on every interface: the server listener accepts any fleet-CA "
-                    "certificate, so keep it unreachable from devices (docs/security.md)."
+                    "MQTT_SERVER_BIND listens on every interface: keep the server listener unreachable "
+                    "from devices (docs/security.md)."
                 )
             )
         self.stdout.write(self.style.SUCCESS(f"broker configuration written to {directory}"))

@@ -1,7 +1,14 @@
-"""`manage.py pki init`: the fleet device CA, the broker's server certificate and the server's MQTT identities.
+"""`manage.py pki init`: the fleet's two CAs, the broker's server certificate and the server's MQTT identities.
 
-Idempotent: files that exist are kept (the missing ones are issued by the existing CA);
-`--force` replaces everything, which is a CA rotation: every device must enroll again.
+- The device CA signs device certificates (enrollment) and the broker's server certificate,
+  which devices check against the CA they got at enrollment.
+- The server CA signs only the server's own identities (fleet-ingest, fleet-admin). The broker's
+  server listener trusts the server CA alone, so a device certificate cannot even complete a
+  TLS handshake there (docs/security.md, "Listeners").
+
+Idempotent: files that exist are kept (the missing ones are issued by the existing CAs), and
+server identities that an older layout issued from the device CA are issued again from the
+server CA. `--force` replaces everything, which is a CA rotation: every device must enroll again.
 """
 
 from __future__ import annotations
@@ -9,6 +16,8 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
@@ -25,13 +34,41 @@ def _split_sans(names: list[str]) -> tuple[list[str], list[str]]:
     return dns, ips
 
 
+def _issued_by(cert_file: Path, ca_cert: x509.Certificate) -> bool:
+    try:
+        cert = pki.load_certificate(cert_file.read_bytes())
+        cert.verify_directly_issued_by(ca_cert)
+    except (OSError, ValueError, TypeError, InvalidSignature, pki.PKIError):
+        return False
+    return True
+
+
 class Command(BaseCommand):
-    help = "Create the fleet device CA (key encrypted with PKI_CA_PASSPHRASE) and the server certificates."
+    help = "Create the fleet device CA and server CA (keys encrypted with PKI_CA_PASSPHRASE) and the server certificates."
 
     def add_arguments(self, parser):
         parser.add_argument("action", choices=["init"])
         parser.add_argument("--force", action="store_true", help="Replace existing files: a new CA.")
         parser.add_argument("--dir", help="Directory (default: PKI_DIR).")
+
+    def _ca(self, key_file: Path, cert_file: Path, common_name: str, force: bool, passphrase: bytes):
+        """The CA in (key_file, cert_file), created if missing (or with --force)."""
+        if force or not key_file.exists():
+            if cert_file.exists() and not force:
+                raise CommandError(f"{cert_file} exists without its key; refusing to guess (use --force).")
+            ca_key, ca_cert = pki.create_ca(common_name=common_name, valid_days=settings.PKI_CA_VALID_DAYS)
+            pki.write_atomic(key_file, pki.encrypt_private_key(ca_key, passphrase), mode=0o600)
+            pki.write_atomic(cert_file, pki.cert_pem(ca_cert))
+            self.stdout.write(f"created CA {cert_file}")
+            return ca_key, ca_cert
+        try:
+            ca_key = pki.load_private_key(key_file.read_bytes(), passphrase)
+            ca_cert = pki.load_certificate(cert_file.read_bytes())
+        except (pki.PKIError, OSError) as exc:
+            raise CommandError(f"cannot open the existing CA: {exc}") from exc
+        if ca_key.public_key() != ca_cert.public_key():
+            raise CommandError(f"{key_file} does not belong to {cert_file}")
+        return ca_key, ca_cert
 
     def handle(self, *args, action: str, force: bool, dir: str | None, **options):
         directory = Path(dir or settings.PKI_DIR)
@@ -46,26 +83,10 @@ class Command(BaseCommand):
             )
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(0o700)
-
-        if force or not files.ca_key.exists():
-            if files.ca_cert.exists() and not force:
-                raise CommandError(
-                    f"{files.ca_cert} exists without its key; refusing to guess (use --force)."
-                )
-            ca_key, ca_cert = pki.create_ca(
-                common_name="Fleet Device CA", valid_days=settings.PKI_CA_VALID_DAYS
-            )
-            pki.write_atomic(files.ca_key, pki.encrypt_private_key(ca_key, passphrase), mode=0o600)
-            pki.write_atomic(files.ca_cert, pki.cert_pem(ca_cert))
-            self.stdout.write(f"created CA {files.ca_cert}")
-        else:
-            try:
-                ca_key = pki.load_private_key(files.ca_key.read_bytes(), passphrase)
-                ca_cert = pki.load_certificate(files.ca_cert.read_bytes())
-            except (pki.PKIError, OSError) as exc:
-                raise CommandError(f"cannot open the existing CA: {exc}") from exc
-            if ca_key.public_key() != ca_cert.public_key():
-                raise CommandError(f"{files.ca_key} does not belong to {files.ca_cert}")
+        ca_key, ca_cert = self._ca(files.ca_key, files.ca_cert, "Fleet Device CA", force, passphrase)
+        server_ca_key, server_ca_cert = self._ca(
+            files.server_ca_key, files.server_ca_cert, "Fleet Server CA", force, passphrase
+        )
 
         days = settings.PKI_SERVER_CERT_DAYS
         if force or not (files.broker_cert.exists() and files.broker_key.exists()):
@@ -84,19 +105,21 @@ class Command(BaseCommand):
             pki.write_atomic(files.broker_key, pki.private_key_pem(key), mode=0o640)
             pki.write_atomic(files.broker_cert, pki.cert_pem(cert))
             self.stdout.write(f"issued broker certificate for {', '.join(dns + ips)}")
+        reissued = False
         for name, cert_file, key_file in (
             (pki.INGEST_IDENTITY, files.ingest_cert, files.ingest_key),
             (pki.ADMIN_IDENTITY, files.admin_cert, files.admin_key),
         ):
-            if force or not (cert_file.exists() and key_file.exists()):
+            if force or not key_file.exists() or not _issued_by(cert_file, server_ca_cert):
                 key, cert = pki.issue_client_cert(
-                    ca_key=ca_key, ca_cert=ca_cert, common_name=name, valid_days=days
+                    ca_key=server_ca_key, ca_cert=server_ca_cert, common_name=name, valid_days=days
                 )
                 pki.write_atomic(key_file, pki.private_key_pem(key), mode=0o600)
                 pki.write_atomic(cert_file, pki.cert_pem(cert))
-                self.stdout.write(f"issued client certificate {name}")
+                self.stdout.write(f"issued client certificate {name} (server CA)")
+                reissued = True
         broker_runtime.reset()
-        if existing and not force and len(existing) == len(files.all()):
+        if existing and not force and not reissued and len(existing) == len(files.all()):
             self.stdout.write(
                 f"PKI in {directory} already initialised; nothing changed (--force replaces it)"
             )

@@ -92,7 +92,7 @@ def test_alerts_get_through_a_clip_backlog_on_a_shaped_link(fleet_pki, tmp_path)
     procs: list[subprocess.Popen] = []
     broker = EmbeddedBroker(
         "0.0.0.0", 0,
-        Path(fleet_pki.ca_file).read_bytes(), Path(fleet_pki.server_cert_file).read_bytes(),
+        fleet_pki.broker_ca_pem, Path(fleet_pki.server_cert_file).read_bytes(),
         Path(fleet_pki.server_key_file).read_bytes(), lambda serial: False,
     )  # fmt: skip
     rec = Recorder()
