@@ -34,6 +34,7 @@ class EnrollAnswer:
     ca_pem: str
     mqtt: MqttEndpoint
     api_url: str | None
+    download_origins: tuple[str, ...] = ()
 
 
 def default_serial() -> str:
@@ -64,6 +65,7 @@ def parse_answer(data: Any) -> EnrollAnswer:
                 host=str(mqtt["host"]), port=int(mqtt["port"]), tls=bool(mqtt.get("tls", True))
             ),
             api_url=data.get("api_url"),
+            download_origins=tuple(str(o) for o in data.get("download_origins") or ()),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise AgentError("enroll_bad_answer", f"the server's answer lacks {exc}") from None
@@ -163,6 +165,7 @@ def enroll(
             ca_pem=answer.ca_pem,
             mqtt=answer.mqtt,
             api_url=answer.api_url or server_url.rstrip("/"),
+            download_origins=answer.download_origins,
         )
     except AgentError:
         key_file.unlink(missing_ok=True)

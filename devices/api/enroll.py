@@ -26,6 +26,7 @@ from devices.enrollment import (
 )
 from devices.models import Device, DeviceGroup, HardwareModel, Site
 from devices.models_identity import DeviceCertificate, EnrollmentToken
+from fleet import storage
 from fleet.api.serializers import StrictSerializer
 from fleet.api.viewsets import PK_REGEX
 from fleet.audit import Actor
@@ -54,6 +55,9 @@ class EnrollResponseSerializer(serializers.Serializer):
     ca_pem = serializers.CharField()
     mqtt = MqttEndpointSerializer()
     api_url = serializers.CharField()
+    download_origins = serializers.ListField(
+        child=serializers.CharField(), help_text="The only origins the device may fetch OTA artifacts from."
+    )
 
 
 class EnrollmentTokenSerializer(serializers.ModelSerializer):
@@ -188,6 +192,8 @@ class EnrollView(APIView):
             "ca_pem": result.ca_pem,
             "mqtt": {"host": settings.MQTT_DEVICE_HOST, "port": settings.MQTT_DEVICE_PORT, "tls": True},
             "api_url": settings.PUBLIC_URL,
+            # The only places the device will fetch OTA artifacts from (protocol.download).
+            "download_origins": storage.download_origins(),
         }
         return Response(body, status=status.HTTP_201_CREATED)
 

@@ -56,6 +56,9 @@ class AgentConfig:
     renew_retry_s: float = 3600.0
     ota_root_key: str | None = None
     ota_grace_s: float = 30.0
+    # More origins OTA artifacts may come from, beside those the server named at enrollment
+    # (e.g. "file://" to install from local files).
+    download_origins: tuple[str, ...] = ()
     log_level: str = "info"
     log_buffer_lines: int = 20000
 
@@ -82,8 +85,9 @@ class AgentConfig:
         if base_dir is not None and not state_dir.is_absolute():
             state_dir = base_dir / state_dir  # relative to the config file, not the cwd
         values["state_dir"] = state_dir
-        if "alert_labels" in values:
-            values["alert_labels"] = tuple(values["alert_labels"])
+        for name in ("alert_labels", "download_origins"):
+            if name in values:
+                values[name] = tuple(values[name])
         try:
             return cls(**values)
         except TypeError as exc:

@@ -52,6 +52,9 @@ class Identity:
     ca_file: Path
     mqtt: MqttEndpoint
     api_url: str | None = None
+    # Where OTA artifacts may come from: the server's and its object store's origins, as the
+    # server said at enrollment (an identity from before that holds none: api_url is used).
+    download_origins: tuple[str, ...] = ()
 
     def certificate(self) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.cert_file.read_bytes())
@@ -169,6 +172,7 @@ class IdentityStore:
                 ca_file=self.ca_file,
                 mqtt=mqtt,
                 api_url=data.get("api_url"),
+                download_origins=tuple(str(o) for o in data.get("download_origins") or ()),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise AgentError("identity_corrupt", f"{self.pointer}: {exc}") from None
@@ -189,6 +193,7 @@ class IdentityStore:
         ca_pem: str,
         mqtt: MqttEndpoint,
         api_url: str | None,
+        download_origins: tuple[str, ...] = (),
     ) -> Identity:
         """Write the certificate and CA, then switch the pointer (the key file must already exist)."""
         if not self.key_file(generation).is_file():
@@ -196,7 +201,13 @@ class IdentityStore:
         self._check_pair(self.key_file(generation), certificate_pem)
         write_atomic(self.cert_file(generation), certificate_pem.encode())
         write_atomic(self.ca_file, ca_pem.encode())
-        pointer = {"device_id": device_id, "generation": generation, "mqtt": asdict(mqtt), "api_url": api_url}
+        pointer = {
+            "device_id": device_id,
+            "generation": generation,
+            "mqtt": asdict(mqtt),
+            "api_url": api_url,
+            "download_origins": list(download_origins),
+        }
         write_atomic(self.pointer, json.dumps(pointer, indent=2).encode(), mode=0o600)
         return self.load()
 
@@ -238,6 +249,7 @@ class IdentityStore:
             ca_pem=ca_pem,
             mqtt=current.mqtt,
             api_url=current.api_url,
+            download_origins=current.download_origins,
         )
 
     def rollback(self, to_generation: int) -> Identity:

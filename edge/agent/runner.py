@@ -109,10 +109,16 @@ class Agent:
                 report=self._ota_report,
                 grace_s=self.config.ota_grace_s,
                 on_active_changed=lambda path: self.camera.set_model(path),
+                download_origins=self._download_origins(),
             )
         except OtaError as exc:
             log.warning("OTA disabled: %s", exc)
             return None
+
+    def _download_origins(self) -> tuple[str, ...]:
+        identity = self.identities.load()
+        named = identity.download_origins or ((identity.api_url,) if identity.api_url else ())
+        return (*named, *self.config.download_origins)
 
     # -- status ------------------------------------------------------------------
 

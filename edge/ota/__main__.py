@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grace-s", type=float, default=30.0)
     parser.add_argument("--latency-budget-ms", type=float, default=1000.0)
     parser.add_argument("--download-chunk-kib", type=int, default=256)
+    parser.add_argument(
+        "--download-origin", action="append", default=[], metavar="URL",
+        help="where artifacts may be fetched from (repeat; file:// for local files)",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
     apply_p = sub.add_parser("apply")
     apply_p.add_argument("offer", type=Path, help="a down/ota message (JSON)")
@@ -55,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             health_check=OnnxHealthCheck(latency_budget_ms=args.latency_budget_ms),
             grace_s=args.grace_s,
             download_chunk_size=args.download_chunk_kib * 1024,
+            download_origins=args.download_origin,
         )
     except OtaError as exc:
         print(json.dumps({"error": exc.reason, "detail": exc.detail}), file=sys.stderr)

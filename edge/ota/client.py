@@ -16,7 +16,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 MAX_TRIAL_ATTEMPTS = 2
 # Free disk kept beyond the artifact size (MiB), so an update never fills the disk.
 DISK_RESERVE_MB = 64
+# A download's deadline: this, plus the bytes still to fetch at the minimum rate.
+DOWNLOAD_BASE_S = 300.0
 
 Reporter = Callable[..., None]  # report(state, reason=None, progress=None); states from protocol OTA states
 
@@ -89,10 +91,12 @@ class OtaClient:
         on_active_changed: Callable[[Path | None], None] | None = None,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
+        download_origins: Collection[str] = (),
         download_chunk_size: int = 256 * 1024,
         download_timeout_s: float = 30.0,
         download_attempts: int = 5,
         download_backoff_s: float = 0.5,
+        download_min_bytes_per_s: float = 8 * 1024,
     ) -> None:
         self.store = StateStore(Path(state_dir))
         self.store.ensure_dirs()
@@ -104,6 +108,10 @@ class OtaClient:
         self._on_active_changed = on_active_changed
         self._session = session
         self._clock = clock
+        # Where artifacts may come from (the server's and its object store's origins, from
+        # enrollment), and how slow a download may be: 5 min plus the size at the minimum rate.
+        self.download_origins = tuple(download_origins)
+        self._download_min_rate = download_min_bytes_per_s
         self._download = {
             "chunk_size": download_chunk_size,
             "timeout_s": download_timeout_s,
@@ -305,6 +313,8 @@ class OtaClient:
             part,
             size=manifest.size,
             sha256=manifest.sha256,
+            allowed_origins=self.download_origins,
+            deadline_s=DOWNLOAD_BASE_S + (manifest.size - have) / self._download_min_rate,
             session=self._session,
             on_progress=progress,
             on_stream_end=lambda: self.report("verifying"),

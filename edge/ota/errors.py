@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 class OtaError(Exception):
-    """Reasons: locked, state_corrupt, root_key_mismatch, no_root_key, download_failed, disk_full."""
+    """Reasons: locked, state_corrupt, root_key_mismatch, no_root_key, download_failed, disk_full,
+    origin_refused (an artifact URL or redirect off the allowed origins), download_timeout."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)

@@ -25,6 +25,7 @@ from typing import BinaryIO
 from django.conf import settings
 
 from fleet.storage.base import Backend, StorageError, check_key
+from protocol.download import origin
 
 __all__ = [
     "Backend",
@@ -33,6 +34,7 @@ __all__ = [
     "check_key",
     "check_storage",
     "delete",
+    "download_origins",
     "exists",
     "multipart_abort",
     "multipart_complete",
@@ -103,6 +105,12 @@ def delete(key: str) -> None:
 def presigned_get(key: str, expires_s: int) -> str:
     """A URL anyone holding it may GET for `expires_s` seconds."""
     return backend().presigned_get(check_key(key), int(expires_s))
+
+
+def download_origins() -> list[str]:
+    """The origins devices may download from: the server's and its object store's (as presigned URLs
+    name it; presigning is computed locally). Devices refuse artifact URLs anywhere else."""
+    return sorted({origin(settings.PUBLIC_URL), origin(presigned_get("origin-probe", 60))})
 
 
 def multipart_create(key: str) -> str:

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ota_models import AGENT, HARDWARE
 
 from edge.ota import OtaClient
+from protocol.download import FILE_ORIGIN
 from protocol.manifest import keylist_signed, release_signed, sign_document
 from protocol.messages import OtaOffer, make
 from protocol.signing import key_id, public_key_to_b64
@@ -86,6 +87,7 @@ class Rig:
 
     def client(self, **kwargs) -> OtaClient:
         kwargs.setdefault("grace_s", 0.0)
+        kwargs.setdefault("download_origins", [FILE_ORIGIN])  # the rig's artifacts are local files
         kwargs.setdefault("download_chunk_size", 16 * 1024)
         kwargs.setdefault("download_backoff_s", 0.01)
         return OtaClient(

@@ -32,6 +32,26 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if mode == "trickle":  # one byte a second: every read well inside any read timeout
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(DATA)))
+            self.end_headers()
+            try:
+                for byte in DATA:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    srv.stopped.wait(1.0)
+                    if srv.stopped.is_set():
+                        return
+            except OSError:
+                pass
+            return
+        if mode.startswith("redirect:"):
+            self.send_response(302)
+            self.send_header("Location", mode.removeprefix("redirect:"))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if mode == "endless":
             self.send_response(200)
             self.send_header("Connection", "close")
@@ -68,20 +88,23 @@ def server():
     srv.daemon_threads = True
     srv.mode = "range"
     srv.ranges = []
+    srv.stopped = threading.Event()
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     srv.url = f"http://127.0.0.1:{srv.server_address[1]}/model.onnx"
     yield srv
+    srv.stopped.set()
     srv.shutdown()
     srv.server_close()
     thread.join(5)
 
 
-def fetch(server, dest, **kwargs):
+def fetch(server, dest, url=None, **kwargs):
     kwargs.setdefault("chunk_size", 16 * 1024)
     kwargs.setdefault("backoff_s", 0.01)
     kwargs.setdefault("timeout_s", 5)
-    download(server.url, dest, size=len(DATA), sha256=SHA, **kwargs)
+    kwargs.setdefault("allowed_origins", [server.url])
+    download(url or server.url, dest, size=len(DATA), sha256=SHA, **kwargs)
 
 
 def test_plain_download(server, tmp_path):
@@ -146,13 +169,74 @@ def test_missing_artifact_fails_without_retrying(server, tmp_path):
 def test_unreachable_server_gives_up_after_bounded_attempts(tmp_path):
     with pytest.raises(OtaError) as exc:
         download("http://127.0.0.1:9/x", tmp_path / "a.part", size=len(DATA), sha256=SHA, max_attempts=3,
-                 backoff_s=0.01, timeout_s=1)  # fmt: skip
+                 backoff_s=0.01, timeout_s=1, allowed_origins=["http://127.0.0.1:9"])  # fmt: skip
     assert exc.value.reason == "download_failed" and "3 attempts" in exc.value.detail
 
 
 def test_client_resumes_a_truncated_download_over_http(server, rig):
     server.mode = "drop_first"
-    with rig.client() as client:
+    with rig.client(download_origins=[server.url]) as client:
         assert client.apply(rig.offer(DATA, serial=1, url=server.url)) == "succeeded"
         assert client.active_model_path().read_bytes() == DATA
     assert server.ranges[0] is None and server.ranges[1].startswith("bytes=")
+
+
+# -- where from, and for how long (issue 12) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",  # a cloud metadata service
+        "http://192.168.1.1/admin",  # the camera's LAN
+        "file:///etc/shadow",  # the camera's own files
+        "/etc/shadow",
+        "ftp://example.com/model.onnx",
+    ],
+)
+def test_a_url_off_the_allowed_origins_is_refused_before_any_request(server, tmp_path, url):
+    with pytest.raises(OtaError) as exc:
+        fetch(server, tmp_path / "a.part", url=url)
+    assert exc.value.reason == "origin_refused"
+    assert server.ranges == [] and not (tmp_path / "a.part").exists()
+
+
+def test_the_same_host_on_another_port_or_scheme_is_another_origin(server, tmp_path):
+    port = server.server_address[1]
+    for url in (f"https://127.0.0.1:{port}/model.onnx", f"http://127.0.0.1:{port + 1}/model.onnx"):
+        with pytest.raises(OtaError) as exc:
+            fetch(server, tmp_path / "a.part", url=url)
+        assert exc.value.reason == "origin_refused"
+
+
+def test_a_redirect_off_the_allowed_origins_is_refused(server, tmp_path):
+    server.mode = "redirect:http://10.0.0.1/model.onnx"
+    with pytest.raises(OtaError) as exc:
+        fetch(server, tmp_path / "a.part")
+    assert exc.value.reason == "origin_refused" and "10.0.0.1" in exc.value.detail
+    assert len(server.ranges) == 1
+
+
+def test_a_redirect_within_the_allowed_origins_is_followed(server, tmp_path):
+    server.mode = "redirect:/elsewhere.onnx"
+    first = tmp_path / "a.part"
+    with pytest.raises(OtaError) as exc:  # redirects to itself, again and again
+        fetch(server, first)
+    assert exc.value.reason == "download_failed" and "redirects" in exc.value.detail
+    assert len(server.ranges) == 6
+
+
+def test_a_server_that_trickles_bytes_is_cut_off_at_the_deadline(server, tmp_path):
+    """One byte a second never trips the 5 s read timeout; the deadline ends it all the same."""
+    server.mode = "trickle"
+    dest = tmp_path / "a.part"
+    with pytest.raises(OtaError) as exc:
+        fetch(server, dest, deadline_s=2.5)
+    assert exc.value.reason == "download_timeout"
+    assert dest.stat().st_size < len(DATA)  # what arrived is kept for a later offer to resume
+
+
+def test_the_client_refuses_an_offer_whose_artifact_is_off_its_origins(server, rig):
+    with rig.client(download_origins=["https://fleet.example.com"]) as client:
+        assert client.apply(rig.offer(DATA, serial=1, url=server.url)) == "failed"
+    assert ("failed", "origin_refused", None) in rig.reports and server.ranges == []

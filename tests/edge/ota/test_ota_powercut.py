@@ -30,7 +30,7 @@ def run_cli(rig, command: list[str], fault: str | None) -> subprocess.CompletedP
         env[FAULT_ENV] = fault
     args = [sys.executable, "-m", "edge.ota", "--state-dir", str(rig.state_dir), "--hardware-model", HARDWARE,
             "--agent-version", AGENT, "--root-key", public_key_to_b64(rig.root.public_key()), "--grace-s", "0",
-            "--download-chunk-kib", "16", *command]  # fmt: skip
+            "--download-chunk-kib", "16", "--download-origin", "file://", *command]  # fmt: skip
     return subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
