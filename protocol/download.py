@@ -1,14 +1,45 @@
-"""Streaming check of a downloaded artifact against its manifest's size and sha256."""
+"""Where an artifact may come from, and a streaming check of it against its manifest's size and sha256."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from protocol.errors import ManifestError
 
 _CHUNK = 1024 * 1024
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# The origin of every local file (file:// URL or absolute path): allowed only where named.
+FILE_ORIGIN = "file://"
+
+
+def origin(url: str) -> str:
+    """scheme://host:port of a URL, lower-cased, with the scheme's default port made explicit.
+
+    Local files (file:// or an absolute path) have the one origin FILE_ORIGIN. ValueError for
+    anything else that is not an http(s) URL with a host.
+    """
+    if url.startswith("/") or url.lower().startswith("file:"):
+        return FILE_ORIGIN
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url[:100]!r}")
+    port = parts.port or _DEFAULT_PORTS[scheme]  # ValueError for a port out of range
+    host = parts.hostname.lower()
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def origin_allowed(url: str, allowed: Iterable[str]) -> bool:
+    """Whether `url` is on one of the `allowed` origins (each given as a URL or an origin)."""
+    try:
+        wanted = origin(url)
+        return any(wanted == origin(a) for a in allowed)
+    except ValueError:
+        return False
 
 
 class DownloadVerifier:

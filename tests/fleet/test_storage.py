@@ -245,3 +245,21 @@ def test_s3_readiness_reports_a_missing_bucket(s3_settings, settings):
     with pytest.raises(StorageError) as err:
         storage.check_storage()
     assert err.value.code == "unavailable"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "bucket_origin"),
+    [
+        ("http://127.0.0.1:8333", "http://127.0.0.1:8333"),
+        ("https://S3.Example.NET", "https://s3.example.net:443"),
+    ],
+)
+def test_download_origins_are_the_server_and_where_presigned_urls_point(settings, endpoint, bucket_origin):
+    """What an enrolling device is told it may fetch artifacts from (presigning is local: no S3 needed)."""
+    settings.PUBLIC_URL = "https://fleet.example.com"
+    settings.STORAGE_BACKEND = "local"
+    assert storage.download_origins() == ["https://fleet.example.com:443"]
+    settings.STORAGE_BACKEND, settings.S3_ENDPOINT_URL = "s3", endpoint
+    settings.S3_ACCESS_KEY_ID, settings.S3_SECRET_ACCESS_KEY = "key", "secret"
+    assert storage.download_origins() == sorted(["https://fleet.example.com:443", bucket_origin])
+    assert urlsplit(storage.presigned_get("models/x.onnx", 60)).netloc.lower() in bucket_origin
