@@ -98,7 +98,7 @@ class Agent:
         self.queue.set_priority(policy.class_priority)
 
     def _open_ota(self):
-        from edge.ota import OtaClient, OtaError
+        from edge.ota import DetectorHealthCheck, OtaClient, OtaError
 
         root = self.state_dir / "ota"
         try:
@@ -109,6 +109,7 @@ class Agent:
                 root_public_key=self.config.ota_root_key,
                 report=self._ota_report,
                 grace_s=self.config.ota_grace_s,
+                health_check=DetectorHealthCheck(),
                 on_active_changed=lambda path: self.camera.set_model(path),
             )
         except OtaError as exc:
