@@ -6,6 +6,8 @@ import shutil
 import time
 from pathlib import Path
 
+from agent_helpers import agent_config, next_message, running
+
 from edge.agent.camera import Camera
 from tests.edge.detector_models import default_model, heatmap_model, tiny_model
 
@@ -94,3 +96,18 @@ def test_a_model_the_detector_refuses_keeps_the_previous_model_running(tmp_path)
     cam.set_model(None)  # back to the default model: the fault clears
     cam._new_pipeline()
     assert cam.faults == {}
+
+
+def test_the_agents_status_names_its_faults_and_it_keeps_its_queue(device, tmp_path):
+    """A corrupt video on a live agent: the retained status says what is wrong; the agent stays up,
+    and what it had queued is still delivered (nothing is lost to bad input)."""
+    _, server = device
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 5000)
+    config = agent_config(tmp_path, source=str(bad))
+    with running(config) as agent:
+        _, status, _ = next_message(server, kind="status", where=lambda m: m.faults, timeout=20)
+        assert status.state == "online" and status.faults[0].startswith("camera: source_unreadable")
+        agent.outbox.telemetry([{"ts": time.time(), "cpu_pct": 1.0, "mem_pct": 2.0}])
+        assert next_message(server, kind="telemetry", timeout=20)
+        assert agent.camera._thread.is_alive()
