@@ -8,7 +8,8 @@ ground truth (their ground_truth.json). Per clip and detector (the default NanoD
 int8 build, the built-in motion detector), gate on and off, with the agent's default detection
 settings: event recall and precision one event per object (edge.vision.evaluate, by time: the
 built-in detector's "motion" label would match nothing), events per object, label accuracy,
-sampled frames per second of pipeline time, uplink bytes through the agent's own EventReporter
+sampled frames per second of pipeline time (and per CPU second of
+the process, which other work on a shared machine does not slow down), uplink bytes through the agent's own EventReporter
 (bench/edge/uplink_bytes.py) per camera-hour at the clip's own event rate, against a 1 Mbit/s
 stream; and the resident memory of a process running the agent's Camera with the model loaded.
 `--sheets` writes each run's thumbnails side by side, to check by eye that they show the object.
@@ -56,9 +57,12 @@ def run(clip, detector: str, *, gate: bool, threads: int) -> dict:
     model = default_model_path(variant) if variant else None
     pipe = Pipeline(cfg, build_detector(cfg, model, threads=threads), use_gate=gate)
     batches = []
+    cpu = 0.0  # process CPU seconds inside the pipeline: what the frames cost, whatever else runs
     with open_source(str(clip.path)) as src:
         for frame in src:
+            c0 = time.process_time()
             out = pipe.process(frame)
+            cpu += time.process_time() - c0
             if out:
                 batches.append(out)
     tail = pipe.flush()
@@ -79,6 +83,7 @@ def run(clip, detector: str, *, gate: bool, threads: int) -> dict:
         "alarms": sum(e.label in ALARM_LABELS for e in done),
         "labels": sorted({e.label for e in done}),
         "fps": round(st.fps, 1),
+        "cpu_fps": round(st.frames_sampled / cpu, 1) if cpu > 0 else 0.0,
         "inference_ms": round(st.inference_ms, 1),
         "frames_sampled": st.frames_sampled,
         "frames_detected": st.frames_detected,
@@ -212,7 +217,7 @@ def report(info: dict) -> None:
         f"\nload {info['load_before']} -> {info['load_after']}; telemetry {tele / 1e3:.1f} kB/h on the wire"
     )
     print("clip | detector | recall | precision | events/object | labels right | alarms | fps gate on / off "
-          "(x) | ms/run | wire kB/h (+tel) | vs 1 Mbit/s (+tel)")  # fmt: skip
+          "(x) | fps per CPU-s on / off | ms/run | wire kB/h (+tel) | vs 1 Mbit/s (+tel)")  # fmt: skip
     runs = info["runs"]
     for r in (r for r in runs if r["gate"]):
         off = next(
