@@ -229,7 +229,7 @@ def report(info: dict) -> None:
         print(
             f"{r['clip']} | {r['detector']} | {r['recall']:.2f} | {r['precision']:.2f} | "
             f"{r['events_per_object']:.2f} | {r['label_accuracy']:.2f} | {r['alarms']} ({r['events']} events "
-            f"{','.join(r['labels'])}) | {r['fps']:.1f} / {off['fps']:.1f} (x{r['fps'] / off['fps']:.2f}) | "
+            f"{','.join(r['labels'])}) | {r['fps']:.1f} / {off['fps']:.1f} (x{r['fps'] / off['fps']:.2f}) | {r['cpu_fps']:.1f} / {off['cpu_fps']:.1f} | "
             f"{r['inference_ms']} | {wire / 1e3:.1f} ({(wire + tele) / 1e3:.1f}) | {ratio} ({ratio_tel})"
         )
     for name, rss in info["memory_rss"].items():

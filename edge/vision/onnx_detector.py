@@ -102,14 +102,14 @@ class OnnxDetector:
         self._mean = np.asarray(mean, np.float32).reshape(1, 1, 3)
         self._inv_std = (1.0 / np.asarray(std, np.float32)).reshape(1, 1, 3)
         outs = self._session.get_outputs()
-        by_n: dict[int, dict[str, int]] = {}
+        by_n: dict[int, dict[int, int]] = {}  # cells N -> {channels K: output index}
         for i, o in enumerate(outs):
             if len(o.shape) != 3 or not all(isinstance(d, int) for d in o.shape):
                 raise VisionError(
                     "model_contract", f"output {o.name} is {o.shape}, not a static [1, N, K] map"
                 )
-            by_n.setdefault(o.shape[1], {})[f"{o.shape[2]}"] = i
-        ks = {int(k) for pair in by_n.values() for k in pair}
+            by_n.setdefault(o.shape[1], {})[o.shape[2]] = i
+        ks = {k for pair in by_n.values() for k in pair}
         names = json.loads(meta["labels"]) if "labels" in meta else None
         if names is None and len(models.COCO_LABELS) in ks:
             names = list(models.COCO_LABELS)
@@ -122,14 +122,14 @@ class OnnxDetector:
         self.levels: list[tuple[int, int, int, int]] = []  # (stride, cells across, scores idx, boxes idx)
         bins = set()
         for n, pair in sorted(by_n.items(), reverse=True):
-            box_k = [int(k) for k in pair if int(k) != c]
+            box_k = [k for k in pair if k != c]
             stride = math.sqrt(h * w / n)
             if len(pair) != 2 or len(box_k) != 1 or box_k[0] % 4 or stride != int(stride):
                 raise VisionError("model_contract", f"no score/box pair for the {n}-cell level")
             s = int(stride)
             if h % s or w % s or (h // s) * (w // s) != n:
                 raise VisionError("model_contract", f"{n} cells do not tile a {w}x{h} input")
-            self.levels.append((s, w // s, pair[str(c)], pair[str(box_k[0])]))
+            self.levels.append((s, w // s, pair[c], pair[box_k[0]]))
             bins.add(box_k[0] // 4)
         if len(bins) != 1:
             raise VisionError("model_contract", f"box maps with different bin counts {sorted(bins)}")
