@@ -6,6 +6,7 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
 from agent_helpers import agent_config, next_message, running
 
 from edge.agent.camera import Camera
@@ -111,3 +112,17 @@ def test_the_agents_status_names_its_faults_and_it_keeps_its_queue(device, tmp_p
         agent.outbox.telemetry([{"ts": time.time(), "cpu_pct": 1.0, "mem_pct": 2.0}])
         assert next_message(server, kind="telemetry", timeout=20)
         assert agent.camera._thread.is_alive()
+
+
+def test_agent_config_defaults_to_the_onnx_detector_and_resolves_its_model_path(tmp_path):
+    from edge.agent.config import AgentConfig, load_config
+    from edge.agent.errors import AgentError
+
+    conf = tmp_path / "agent.toml"
+    conf.write_text('state_dir = "state"\nmodel_path = "models/nanodet-g.onnx"\ndetector_threads = 2\n')
+    cfg = load_config(conf)
+    assert cfg.detector == "onnx" and cfg.detector_threads == 2
+    assert cfg.model_path == tmp_path / "models" / "nanodet-g.onnx"  # relative to the file
+    assert AgentConfig(state_dir=tmp_path).model_path is None  # None: edge.vision.models.default_model_path()
+    with pytest.raises(AgentError):
+        AgentConfig(state_dir=tmp_path, detector_threads=0)
