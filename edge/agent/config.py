@@ -3,7 +3,8 @@
     state_dir = "/var/lib/fleet-agent"
     server_url = "https://fleet.example.com"
     source = "rtsp://10.0.0.5:554/stream1"      # or a file, usb:0, synthetic:seed=3
-    detector = "builtin"                         # or "onnx" (the model installed by OTA)
+    detector = "onnx"                            # the OTA model, else model_path; "builtin": motion only
+    model_path = "/opt/fleet/models/nanodet-g.onnx"  # the default model (make model builds it)
     hardware_model = "cam-x1"
     alert_labels = ["person"]
     ota_root_key = "<base64 Ed25519 root public key, pinned at manufacture>"
@@ -28,7 +29,13 @@ class AgentConfig:
     state_dir: Path
     server_url: str | None = None
     source: str = "synthetic:seed=1,duration=600"
-    detector: str = "builtin"
+    # "onnx": the model installed by OTA, else model_path (NanoDet-g as `make model` builds it);
+    # "builtin": OpenCV motion blobs, labelled "motion" (it cannot tell what moved).
+    detector: str = "onnx"
+    model_path: Path | None = None  # None: edge.vision.models.default_model_path()
+    # ONNX Runtime threads for the detector: 1 is steadier on a 2-core camera that also encodes,
+    # queues and uploads (FACTS.md: 47-53 ms with 1 thread, 55-95 ms with 2 on a busy machine).
+    detector_threads: int = 1
     camera: str = "cam0"
     hardware_model: str = "generic"
     alert_labels: tuple[str, ...] = ("person",)
@@ -65,6 +72,8 @@ class AgentConfig:
     def __post_init__(self) -> None:
         if self.detector not in ("builtin", "onnx"):
             raise AgentError("bad_config", f"detector must be builtin or onnx, not {self.detector!r}")
+        if not 1 <= self.detector_threads <= 64:
+            raise AgentError("bad_config", "detector_threads must lie in [1, 64]")
         if self.mqtt_protocol not in ("3.1.1", "5"):
             raise AgentError("bad_config", f"mqtt_protocol must be 3.1.1 or 5, not {self.mqtt_protocol!r}")
         if not 0 < self.renew_remaining < 1:
@@ -85,6 +94,9 @@ class AgentConfig:
         if base_dir is not None and not state_dir.is_absolute():
             state_dir = base_dir / state_dir  # relative to the config file, not the cwd
         values["state_dir"] = state_dir
+        if values.get("model_path") is not None:
+            model = Path(values["model_path"]).expanduser()
+            values["model_path"] = model if base_dir is None or model.is_absolute() else base_dir / model
         for name in ("alert_labels", "download_origins"):
             if name in values:
                 values[name] = tuple(values[name])

@@ -36,6 +36,7 @@ from edge.uplink import (
     UploadGrant,
 )
 from edge.vision.events import DetectionEvent
+from edge.vision.models import default_model_path
 from protocol import topics
 from protocol.messages import OtaOffer, Status, encode, make
 
@@ -97,7 +98,7 @@ class Agent:
         self.queue.set_priority(policy.class_priority)
 
     def _open_ota(self):
-        from edge.ota import OtaClient, OtaError
+        from edge.ota import DetectorHealthCheck, OtaClient, OtaError
 
         root = self.state_dir / "ota"
         try:
@@ -108,6 +109,7 @@ class Agent:
                 root_public_key=self.config.ota_root_key,
                 report=self._ota_report,
                 grace_s=self.config.ota_grace_s,
+                health_check=DetectorHealthCheck(),
                 on_active_changed=lambda path: self.camera.set_model(path),
                 download_origins=self._download_origins(),
             )
@@ -134,8 +136,14 @@ class Agent:
                 "uptime_s": round(time.monotonic() - self.started, 1),
                 "config_revision": self.config_revision,
                 "model_version": self._model_version(),
+                "faults": self._faults(),
             }
         return encode(make(Status, **fields))
+
+    def _faults(self) -> list[str]:
+        camera = getattr(self, "camera", None)
+        faults = camera.faults if camera is not None else {}
+        return [f"{kind}: {text}"[:200] for kind, text in sorted(faults.items())]
 
     def publish_status(self) -> bool:
         return self.link.publish(topics.up(self.device_id, "status"), self._status("online"), retain=True)
@@ -177,14 +185,23 @@ class Agent:
             detection=self.desired.get("detection") or {},
             detector=(self.desired.get("detection") or {}).get("detector", cfg.detector),
             model_path=self.ota.active_model_path() if self.ota is not None else None,
+            default_model=cfg.model_path or default_model_path(),
+            threads=cfg.detector_threads,
             on_events=self.on_events,
             on_stats=lambda fps, ms: self.telemetry.observe(fps=fps, inference_ms=ms),
+            on_faults=self._faults_changed,
             realtime=cfg.realtime,
             loop_source=cfg.loop_source,
         )
         self.telemetry = TelemetryBatcher(
             queue=self.queue, disk_path=self.state_dir, interval_s=cfg.telemetry_interval_s
         )
+
+    def _faults_changed(self) -> None:
+        """A camera or model fault came or went: the retained status says so (the log has the detail)."""
+        link = getattr(self, "link", None)
+        if link is not None and link.connected:
+            self.control.submit(self.publish_status)
 
     def _send(self, item: Item) -> bool:
         d = topics.delivery("up", topics.parse(item.topic).kind)

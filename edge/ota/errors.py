@@ -15,4 +15,4 @@ class OtaError(Exception):
 
 class HealthCheckError(OtaError):
     """The new model failed its health check. Reasons: missing, load_failed, inference_failed,
-    bad_output, too_slow."""
+    bad_output, too_slow, and from the detector: model_contract, model_invalid."""

@@ -92,3 +92,20 @@ class OnnxHealthCheck:
         self.last_latency_ms = worst
         if worst > self.latency_budget_ms:
             raise HealthCheckError("too_slow", f"{worst:.1f} ms > budget {self.latency_budget_ms:.1f} ms")
+
+
+class DetectorHealthCheck(OnnxHealthCheck):
+    """The checks above, then the agent's own detector on the model: it must follow the detector's
+    I/O convention (edge.vision.onnx_detector) and pass its self-test. A model that loads and runs
+    but has the wrong input shape or outputs is refused here, in its trial, so the agent reverts
+    to the previous model by itself instead of committing one its camera cannot use."""
+
+    def __call__(self, model_path: Path) -> None:
+        super().__call__(model_path)
+        from edge.vision.errors import VisionError
+        from edge.vision.onnx_detector import OnnxDetector
+
+        try:
+            OnnxDetector(model_path).self_test()
+        except VisionError as exc:
+            raise HealthCheckError(exc.reason, str(exc)[:300]) from None

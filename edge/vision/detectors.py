@@ -1,13 +1,15 @@
-"""Built-in detectors that need no download, and the interface every detector follows.
+"""Built-in detectors that need no model file, and the interface every detector follows.
 
-- MotionBlobDetector: contours of the motion gate's foreground mask, labelled by shape
-  (tall: person, wide and large: vehicle, anything else: "motion"). It finds whatever moves;
-  its labels are a shape heuristic and its score says how clear that shape is, not a learned
-  confidence. Two people walking side by side become one wide blob.
+- MotionBlobDetector (config `detector: builtin`): contours of the motion gate's foreground
+  mask. It finds whatever moves and cannot tell what it is: a hand, a shadow or a swaying
+  branch is as much a blob as a person, so every detection is labelled "motion", never
+  "person" or "vehicle". Its score is how solid the blob is (contour area / box area).
 - HogPeopleDetector: OpenCV's HOG + linear SVM pedestrian detector (Dalal-Triggs, trained on
   INRIA photos). It needs upright people at least ~128 px tall in its 64x128 window (the
-  `upscale` option enlarges the frame for smaller people, at a steep CPU cost) and finds real
-  photographed people, not the synthetic scene's drawn silhouettes.
+  `upscale` option enlarges the frame for smaller people, at a steep CPU cost). Not wired into
+  the agent; kept for comparison in bench/edge.
+
+The default detector is the pretrained NanoDet-g model run by edge.vision.onnx_detector.
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ class Detector(Protocol):
 class MotionBlobDetector:
     name = "motion-blob"
     needs_motion = True
+    label = "motion"
 
-    def __init__(self, *, min_area: float = 0.0008, person_aspect: float = 1.3) -> None:
+    def __init__(self, *, min_area: float = 0.0008) -> None:
         self.min_area = min_area  # share of the frame; smaller blobs are noise or leaves
-        self.person_aspect = person_aspect  # height / width at or above which a blob is a person
 
     def detect(self, image: np.ndarray, *, motion: MotionResult | None = None) -> list[Detection]:
         if motion is None:
@@ -49,29 +51,16 @@ class MotionBlobDetector:
         mask = motion.mask
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         min_px = self.min_area * mask.size
-        frame_h = image.shape[0]
         out = []
+        s = motion.scale
         for c in contours:
             x, y, w, h = cv2.boundingRect(c)
             if w * h < min_px:
                 continue
             fill = cv2.contourArea(c) / float(w * h)
-            label, shape = self._label(w, h, h / frame_h * motion.scale)
-            # A "motion" blob (shape 0) scores 0.3-0.5: below the usual min_score of 0.5.
-            score = float(np.clip(0.3 + 0.5 * shape + 0.2 * fill, 0.0, 1.0))
-            s = motion.scale
-            out.append(Detection(label, score, (x * s, y * s, w * s, h * s)))
+            score = float(np.clip(0.5 + 0.5 * fill, 0.0, 1.0))
+            out.append(Detection(self.label, score, (x * s, y * s, w * s, h * s)))
         return out
-
-    def _label(self, w: int, h: int, rel_height: float) -> tuple[str, float]:
-        """Label and shape clarity 0..1 from the aspect ratio."""
-        aspect = h / w
-        if aspect >= self.person_aspect:
-            return "person", min(1.0, (aspect - self.person_aspect) / 1.2 + 0.4)
-        # Vehicles are wide and, in a street view, at least ~8 % of the frame tall.
-        if aspect <= 0.75 and rel_height >= 0.08:
-            return "vehicle", min(1.0, (0.75 - aspect) / 0.35 + 0.4)
-        return "motion", 0.0
 
 
 class HogPeopleDetector:

@@ -1,7 +1,10 @@
 """Event builder: tracks become events with a best-frame thumbnail and a pre/post clip.
 
-An event starts when a track is confirmed and passes the label filter, min_score and zones
-(it may qualify later, e.g. when it walks into a zone); it ends when the track is lost. Each
+One event per object: an event starts when a track is confirmed, has moved and been seen whole
+(edge.vision.evidence) and passes the label filter, its score floor and the zones (it may
+qualify later, e.g. when it walks into a zone or starts to move); it ends when the track is
+lost (end_after_s without the object). The thumbnail is taken from the frame where the object
+was best seen: whole in view first, then score x sqrt(area). Each
 event is reported twice with the same event_id: at start (end None, no media) so an alert can
 go out at once, and when complete (end set, thumbnail attached, and a clip when the config
 records one: `clip_upload` says whether it goes up at once or stays on the device).
@@ -185,7 +188,9 @@ class EventBuilder:
 
     def _maybe_start(self, track: Track) -> _Open | None:
         cfg = self.config
-        if not cfg.label_allowed(track.label) or track.best_score < cfg.min_score:
+        if not (track.moved and track.whole):
+            return None
+        if not cfg.label_allowed(track.label) or track.best_score < cfg.score_floor(track.label):
             return None
         zone = cfg.zone_for(self._norm(track.box))
         if zone is None:
@@ -199,7 +204,7 @@ class EventBuilder:
         w, h = self._size
         x, y, bw, bh = track.box
         inside = x > 1 and y > 1 and x + bw < w - 1 and y + bh < h - 1  # whole object in view
-        key = (inside, round(track.score, 2), bw * bh)
+        key = (inside, track.score * float(np.sqrt(bw * bh)))
         if not ev.best_key or key > ev.best_key:
             ev.best_key, ev.best_image, ev.best_box = key, image.copy(), track.box
 

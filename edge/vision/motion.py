@@ -56,6 +56,11 @@ class MotionGate:
         """Share of frames seen so far on which the gate was open."""
         return self.opened / self.frames if self.frames else 0.0
 
+    @property
+    def warm(self) -> bool:
+        """Past the warm-up frames: the mask shows motion, not the background being learned."""
+        return self.frames > self.warmup_frames
+
     def update(self, image: np.ndarray) -> MotionResult:
         h, w = image.shape[:2]
         scale = w / self.work_width if w > self.work_width else 1.0

@@ -1,4 +1,9 @@
-"""The detection pipeline: sampler -> motion gate -> detector -> tracker -> event builder."""
+"""The detection pipeline: sampler -> motion gate -> detector -> tracker -> event builder.
+
+The motion gate saves CPU: the detector runs on frames where something moved. It is never the
+only judge: while any track is live the detector also runs at least every KEEPALIVE_S, so a
+person who stands still keeps their track (and event) open, and one who left is let go.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,13 @@ from typing import Any
 from edge.vision.config import DetectionConfig
 from edge.vision.detectors import Detector
 from edge.vision.events import DetectionEvent, EventBuilder
+from edge.vision.evidence import observe
 from edge.vision.frame import Frame
 from edge.vision.motion import MotionGate
-from edge.vision.tracker import IouTracker
+from edge.vision.tracker import IouTracker, TrackUpdate
 
 STAGES = ("motion", "detect", "track", "events")
+KEEPALIVE_S = 1.0  # < the config's end_after_s, so a still object is seen again before it expires
 
 
 class FrameSampler:
@@ -53,8 +60,6 @@ class Pipeline:
         *,
         camera: str = "cam0",
         use_gate: bool = True,
-        min_hits: int = 2,
-        max_age_s: float = 1.2,
         iou_threshold: float = 0.2,
         clip_width: int = 320,
         clip_max_s: float = 20.0,
@@ -67,12 +72,11 @@ class Pipeline:
         self.sampler = FrameSampler(cfg.sample_fps)
         self.gate = MotionGate(threshold=cfg.motion_threshold)
         self.tracker = IouTracker(
-            iou_threshold=iou_threshold,
-            min_hits=min_hits,
-            max_age=max(1, math.ceil(max_age_s * cfg.sample_fps)),
+            iou_threshold=iou_threshold, min_hits=cfg.confirm_frames, max_gap_s=cfg.end_after_s
         )
         self.events = EventBuilder(cfg, camera=camera, clip_width=clip_width, clip_max_s=clip_max_s)
         self._frames_in = self._sampled = self._detected = 0
+        self._last_detect = -math.inf
         self._stage_s = dict.fromkeys(STAGES, 0.0)
 
     def set_detector(self, detector: Detector) -> None:
@@ -88,13 +92,24 @@ class Pipeline:
         t0 = time.perf_counter()
         motion = self.gate.update(frame.image)
         t1 = time.perf_counter()
+        keepalive = bool(self.tracker.tracks) and frame.ts - self._last_detect >= KEEPALIVE_S - 1e-6
+        detected = motion.open or not self.use_gate or keepalive
         detections = []
-        if motion.open or not self.use_gate:
+        if detected:
             detections = self.detector.detect(frame.image, motion=motion)
+            detections = [d for d in detections if d.score >= self.config.score_floor(d.label)]
             self._detected += 1
-        detections = [d for d in detections if d.score >= self.config.min_score]
+            self._last_detect = frame.ts
         t2 = time.perf_counter()
-        update = self.tracker.update(detections, ts=frame.ts)
+        if detected:
+            update = self.tracker.update(detections, ts=frame.ts)
+            h, w = frame.image.shape[:2]
+            mask = motion if self.gate.warm and not motion.relearned else None
+            for track in self.tracker.tracks:
+                if track.matched:
+                    observe(track, frame_w=w, frame_h=h, motion=mask)
+        else:
+            update = TrackUpdate([], [], self.tracker.expire(frame.ts))
         t3 = time.perf_counter()
         out = self.events.update(frame, update)
         t4 = time.perf_counter()

@@ -64,8 +64,8 @@ def onnx_inspect(data: bytes) -> OnnxInfo:
 
 
 def _labels(text: str) -> list[str]:
-    """The `labels` metadata: a JSON list (what the edge detector reads, edge.vision.model_builder
-    writes) or, as many exporters write it, comma-separated names."""
+    """The `labels` metadata: a JSON list (what the edge detector reads, models/build.py writes)
+    or, as many exporters write it, comma-separated names."""
     try:
         parsed = json.loads(text)
     except ValueError:

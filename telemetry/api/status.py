@@ -51,6 +51,10 @@ class DeviceStatusSerializer(serializers.Serializer):
     hardware_model = serializers.CharField()
     uptime_s = serializers.FloatField(allow_null=True)
     config_revision = serializers.IntegerField(allow_null=True)
+    faults = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="What the device reports wrong while online, e.g. 'camera: ...'.",
+    )
 
 
 class FleetStatusView(APIView):

@@ -34,6 +34,9 @@ class DeviceStatus(models.Model):
     hardware_model = models.CharField(max_length=128, blank=True)
     uptime_s = models.FloatField(null=True, blank=True)
     config_revision = models.PositiveIntegerField(null=True, blank=True)
+    # What the device says is wrong while it runs on (up/status `faults`: a camera source it keeps
+    # retrying, a model its detector refused); [] while offline or when all is well.
+    faults = models.JSONField(default=list, blank=True)
 
     class Meta:
         verbose_name_plural = "device statuses"

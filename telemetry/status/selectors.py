@@ -98,4 +98,5 @@ def device_status(*, device: Device) -> dict[str, Any]:
         "hardware_model": status.hardware_model if status else "",
         "uptime_s": status.uptime_s if status else None,
         "config_revision": status.config_revision if status else None,
+        "faults": status.faults if status else [],
     }

@@ -15,7 +15,9 @@ from telemetry.ingest.types import Inbound
 from telemetry.models import DeviceStatus
 from telemetry.models.status import StatusReason
 
-_STATUS_FIELDS = ["online", "since", "reason", "status_at", "hardware_model", "uptime_s", "config_revision"]
+_STATUS_FIELDS = [
+    "online", "since", "reason", "status_at", "hardware_model", "uptime_s", "config_revision", "faults",
+]  # fmt: skip
 
 
 def status_apply(*, items: list[Inbound]) -> int:
@@ -45,6 +47,7 @@ def status_apply(*, items: list[Inbound]) -> int:
                 hardware_model=(message.hardware_model or (before.hardware_model if before else ""))[:128],
                 uptime_s=message.uptime_s,
                 config_revision=message.config_revision,
+                faults=list(message.faults) if online else [],
             )
         )
     DeviceStatus.objects.bulk_create(

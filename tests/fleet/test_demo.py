@@ -54,3 +54,28 @@ def test_admin_is_created_once_with_a_printed_password():
     user, password = admin_ensure()
     assert password and user.check_password(password) and user.is_superuser
     assert admin_ensure() == (User.objects.get(username="admin"), None)
+
+
+def test_demo_registers_the_default_model_and_its_int8_build_as_releases(tmp_path, settings):
+    """The demo's NanoDet-g artifacts, as `make model` built them: OTA artifacts like any other."""
+    import io
+
+    from edge.vision.models import COCO_LABELS
+    from fleet.demo import demo_models_register, simulated_fleet_prepare
+    from ota.models import ModelArtifact, Release
+
+    settings.DATA_DIR, settings.STORAGE_BACKEND, settings.MEDIA_ROOT = tmp_path, "local", tmp_path / "media"
+    demo_seed(devices_per_site=1)
+    out = io.StringIO()
+    simulated_fleet_prepare(devices=1, stdout=out)  # makes the OTA keys, then registers
+    artifacts = {a.version: a for a in ModelArtifact.objects.filter(name="nanodet-g")}
+    assert set(artifacts) == {"3.0.4", "3.0.4-int8"}
+    for artifact in artifacts.values():
+        assert artifact.input_shape == [1, 3, 416, 416] and artifact.labels == list(COCO_LABELS)
+    hardware = {
+        r.artifact.version: sorted(r.hardware_models.values_list("name", flat=True))
+        for r in Release.objects.filter(artifact__name="nanodet-g")
+    }
+    assert hardware == {"3.0.4": ["edgecam-x86", "sim-cam"], "3.0.4-int8": ["edgecam-arm64-npu"]}
+    assert "nanodet-g@3.0.4 registered" in out.getvalue()
+    assert demo_models_register(stdout=out) == []  # once

@@ -168,6 +168,10 @@ def test_status_api(api_client_for):
     assert client.get(f"/api/v1/devices/{never.device_id}/status/").json()["connectivity"] == "never_seen"
     summary = client.get("/api/v1/fleet/status/").json()
     assert (summary["online"], summary["never_seen"]) == (1, 1)
+    assert body["faults"] == []
+    fault = "camera: source_unreadable: rtsp://cam: cannot open within 5 s"
+    ingest_batch(messages=[raw(device.device_id, "status", status_payload("online", faults=[fault]))])
+    assert client.get(f"/api/v1/devices/{device.device_id}/status/").json()["faults"] == [fault]
     assert_error_body(client.get("/api/v1/devices/cam-nope/status/"), 404)
     assert_error_body(APIClient().get("/api/v1/fleet/status/"), 401)
 

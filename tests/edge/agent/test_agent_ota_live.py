@@ -3,10 +3,11 @@
 
 The agent (edge.agent.runner.Agent, what `python -m edge run` starts) enrolls through the live
 server's POST /api/v1/enroll/, connects to the embedded broker and pins the OTA root key of the
-server's key list. The server stores real ONNX artifacts (Fleet's own model builder) in the local
-object store, signs releases and starts deployments; the agent downloads each artifact from the
+server's key list. The server stores real ONNX artifacts (the default NanoDet-g model as `make model`
+builds it, and a model that breaks the detector's I/O convention) in the local object store, signs
+releases and starts deployments; the agent downloads each artifact from the
 live server's presigned URL, installs it into its inactive slot, health-checks it with ONNX
-Runtime and commits or reverts by itself. A fleet-ingest subscriber feeds what the agent says
+Runtime and its own detector, and commits or reverts by itself. A fleet-ingest subscriber feeds what the agent says
 (up/status, up/ota) through the ingest's own batch service, and the test ticks the rollout engine.
 
 Skipped under `-p no:django` (it needs pytest-django's live server and database).
@@ -20,15 +21,14 @@ import sys
 import time
 from collections.abc import Callable
 
-import numpy as np
 import pytest
 from agent_helpers import agent_config, running
-from onnx import helper, numpy_helper
 
 from edge.enroll import enroll
-from edge.vision.model_builder import LABELS, build_detector_model
+from edge.vision.models import COCO_LABELS
 from protocol import topics
 from protocol.messages import decode_down, decode_up
+from tests.edge.detector_models import default_model, heatmap_model
 
 if "pytest_django.plugin" not in sys.modules:  # run with -p no:django
     pytest.skip("needs pytest-django's live server and database", allow_module_level=True)
@@ -42,27 +42,6 @@ MODEL = "person-det"
 HARDWARE = "cam-x1"
 GRACE_S = 0.5  # the agent's "no crash for a grace period" before it commits
 DEADLINE_S = 25.0
-
-
-def detector_bytes() -> bytes:
-    """Fleet's own detector model (fixed weights, no download), small input to keep the check quick."""
-    return build_detector_model(height=64, width=96).SerializeToString()
-
-
-def nan_detector_bytes() -> bytes:
-    """The same detector with log(heatmap - 2) at the end: loads and runs, but every output is NaN."""
-    model = build_detector_model(height=64, width=96)
-    graph = model.graph
-    for node in graph.node:
-        node.output[:] = ["heatmap_ok" if out == "heatmap" else out for out in node.output]
-    graph.initializer.append(numpy_helper.from_array(np.array(2.0, np.float32), "nan_shift"))
-    graph.node.extend(
-        [
-            helper.make_node("Sub", ["heatmap_ok", "nan_shift"], ["shifted"]),
-            helper.make_node("Log", ["shifted"], ["heatmap"]),
-        ]
-    )
-    return model.SerializeToString()
 
 
 class Server:
@@ -213,7 +192,7 @@ def test_real_agent_installs_a_deployed_model_then_reverts_a_bad_one_by_itself(
         tmp_path / "cam", hardware_model=HARDWARE, ota_root_key=ota_keys, ota_grace_s=GRACE_S
     )
 
-    good, bad = detector_bytes(), nan_detector_bytes()
+    good, bad = default_model().read_bytes(), heatmap_model()
     with running(config) as agent:
         # Birth message through the ingest: the registry sees the device online, with no model yet.
         server.until(
@@ -223,7 +202,7 @@ def test_real_agent_installs_a_deployed_model_then_reverts_a_bad_one_by_itself(
 
         # 1. A good model: verified, downloaded from the live server, installed, health-checked, committed.
         first = release("1.0.0", good)
-        assert first.artifact.labels == list(LABELS)  # the model builder's JSON labels metadata
+        assert first.artifact.labels == list(COCO_LABELS)  # the build step's JSON labels metadata
         dep1 = deploy(first, device_id)
         update1 = DeviceUpdate.objects.get(deployment=dep1)
         server.until(
@@ -255,7 +234,8 @@ def test_real_agent_installs_a_deployed_model_then_reverts_a_bad_one_by_itself(
         assert not agent.ota.in_trial() and agent.ota.installed_serial == first.serial
         good_slot = agent.ota.state.active
 
-        # 2. A model that loads but answers NaN: the agent tries it, reverts to the first by itself.
+        # 2. A model that loads and runs but has the wrong outputs for the detector (a heatmap): the
+        # agent tries it, its detector refuses it, and it reverts to the first by itself.
         second = release("2.0.0", bad)
         assert second.serial > first.serial
         statuses_before = len(server.statuses)
@@ -268,7 +248,7 @@ def test_real_agent_installs_a_deployed_model_then_reverts_a_bad_one_by_itself(
         server.settle(1.0)  # anything late (a re-sent offer, a second answer) would land now
         update2.refresh_from_db()
         assert update2.state == "rolled_back"
-        assert update2.reason.startswith("health_check_failed: bad_output"), update2.reason
+        assert update2.reason.startswith("health_check_failed: model_contract"), update2.reason
         assert server.report_states(dep2.deployment_id) == [
             "downloading",
             "verifying",

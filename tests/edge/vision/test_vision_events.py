@@ -32,7 +32,7 @@ def _walker_frames(n=60, fps=10.0, *, x0=10, y0=100, step=4, color=(40, 40, 220)
 
 
 def _run(config, frames=None):
-    pipe = Pipeline(config, MotionBlobDetector(), camera="door", max_age_s=0.6)
+    pipe = Pipeline({"end_after_s": 0.6, **config}, MotionBlobDetector(), camera="door")
     events = list(pipe.run(frames or _walker_frames()))
     return pipe, events
 
@@ -43,7 +43,7 @@ def test_event_has_start_then_end_with_thumbnail_and_clip():
     ends = [e for e in events if e.end is not None]
     assert len(starts) == 1 and len(ends) == 1
     start, end = starts[0], ends[0]
-    assert start.event_id == end.event_id and start.camera == "door" and end.label == "person"
+    assert start.event_id == end.event_id and start.camera == "door" and end.label == "motion"
     assert start.thumbnail is None and start.clip is None
     assert 1.4 <= end.start <= 1.7 and 3.7 <= end.end <= 4.0
     assert end.thumbnail_content_type == "image/webp"  # the default format
@@ -71,7 +71,7 @@ def test_clip_covers_pre_and_post_roll(tmp_path):
 
 
 def test_label_filter_drops_unwanted_labels():
-    _, events = _run({"sample_fps": 10, "labels": ["vehicle"]})
+    _, events = _run({"sample_fps": 10, "labels": ["person"]})
     assert events == []
 
 
@@ -103,6 +103,11 @@ def test_min_score_above_every_detection_gives_no_event():
         {"clip_labels": "person"},
         {"clip_keep": "yes"},
         {"thumbnail_format": "gif"},
+        {"min_scores": {"person": 1.5}},
+        {"min_scores": ["person"]},
+        {"confirm_frames": 0},
+        {"end_after_s": 0},
+        {"detector": "yolo"},
     ],
 )
 def test_bad_config_is_refused_with_a_reason(bad):
@@ -173,10 +178,10 @@ def test_webp_falls_back_to_jpeg_where_opencv_cannot_write_it(monkeypatch):
     [
         ({}, True, False),  # the default: every event's clip kept on the device, none uploaded
         ({"clip_labels": None}, True, True),
-        ({"clip_labels": ["person"]}, True, True),
+        ({"clip_labels": ["motion"]}, True, True),
         ({"clip_labels": ["vehicle"]}, True, False),
         ({"clip_labels": ["vehicle"], "clip_keep": False}, False, False),
-        ({"clip_labels": ["person"], "clip_keep": False}, True, True),
+        ({"clip_labels": ["motion"], "clip_keep": False}, True, True),
     ],
 )
 def test_clip_labels_and_clip_keep_choose_which_clips_are_recorded_and_uploaded(settings, has_clip, uploaded):
@@ -252,5 +257,14 @@ def test_protocol_defaults_are_the_agents_defaults():
         "clip_pre_s",
         "clip_post_s",
     )
-    for key in (*keys, "motion_threshold", "min_score", "sample_fps", "labels"):
+    more = (
+        "motion_threshold",
+        "min_score",
+        "min_scores",
+        "sample_fps",
+        "labels",
+        "confirm_frames",
+        "end_after_s",
+    )
+    for key in (*keys, *more, "detector"):
         assert getattr(sent, key) == getattr(own, key), key

@@ -1,7 +1,8 @@
 """End-to-end: synthetic scene -> pipeline -> events, scored against the scene's ground truth.
 
-Measured when written: event recall 1.0 and precision 1.0 for both detectors on seeds 1-3 of
-the 300 s benchmark scene and on seed 11 below. The thresholds leave room for one miss or one
+The built-in motion detector finds what moves and labels it "motion", so it is scored by time
+alone (the scene's people and vehicles are drawn shapes, which the pretrained default model is
+not for: real footage is in test_vision_footage). The thresholds leave room for one miss or one
 false event in this short 6-event scene.
 """
 
@@ -9,8 +10,6 @@ import pytest
 
 from edge.vision.detectors import MotionBlobDetector
 from edge.vision.evaluate import score_events
-from edge.vision.model_builder import write_detector_model
-from edge.vision.onnx_detector import OnnxDetector
 from edge.vision.pipeline import Pipeline
 from edge.vision.synthetic import SceneParams, SyntheticScene
 
@@ -22,15 +21,11 @@ def scene():
     return SyntheticScene(SceneParams.parse(SPEC))
 
 
-@pytest.mark.parametrize("kind", ["builtin", "onnx"])
-def test_pipeline_recalls_the_ground_truth_events(scene, kind, tmp_path):
-    if kind == "onnx":
-        detector = OnnxDetector(write_detector_model(tmp_path / "m.onnx"))
-    else:
-        detector = MotionBlobDetector()
-    pipe = Pipeline({"labels": ["person", "vehicle"], "min_score": 0.5, "sample_fps": 5}, detector)
+def test_builtin_pipeline_recalls_the_ground_truth_events(scene):
+    pipe = Pipeline({"detector": "builtin", "sample_fps": 5}, MotionBlobDetector())
     events = list(pipe.run(scene.frames()))
-    score = score_events(events, scene.events())
+    assert {e.label for e in events} == {"motion"}
+    score = score_events(events, scene.events(), by_label=False)
     assert score.gt_events == 6
     assert score.recall >= 0.8
     assert score.precision >= 0.8

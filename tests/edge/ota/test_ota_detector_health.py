@@ -1,0 +1,30 @@
+"""The agent's OTA health check runs its own detector on the trial model."""
+
+import pytest
+
+from edge.ota import DetectorHealthCheck, HealthCheckError
+from tests.edge.detector_models import default_model, heatmap_model, tiny_model
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_the_default_models_pass(variant):
+    check = DetectorHealthCheck()
+    check(default_model(variant))
+    assert check.last_latency_ms is not None and check.last_latency_ms > 0
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (heatmap_model(), "model_contract"),  # loads and runs: the generic check alone would pass it
+        (tiny_model(input_shape=(1, 1, 64, 64)), "model_contract"),
+        (tiny_model(nan=True), "bad_output"),
+        (b"junk", "load_failed"),
+    ],
+)
+def test_a_model_the_detector_cannot_use_fails_with_a_reason(tmp_path, data, reason):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(data)
+    with pytest.raises(HealthCheckError) as err:
+        DetectorHealthCheck()(path)
+    assert err.value.reason == reason
