@@ -15,6 +15,9 @@ class TagNameFilter(django_filters.ModelMultipleChoiceFilter):
     """Tags are addressed by name (the ids mean nothing to an operator)."""
 
 
+CONNECTIVITY_CHOICES = [("online", "online"), ("offline", "offline"), ("never_seen", "never seen")]
+
+
 class DeviceFilterSet(django_filters.FilterSet):
     # distinct=False where a join cannot repeat a device (one site, one hardware model, unique tag
     # pairs): DISTINCT would make PostgreSQL sort every match before the page LIMIT (bench/README.md).
@@ -40,10 +43,30 @@ class DeviceFilterSet(django_filters.FilterSet):
     last_seen_after = UtcDateTimeFilter(field_name="last_seen_at", lookup_expr="gte")
     last_seen_before = UtcDateTimeFilter(field_name="last_seen_at", lookup_expr="lt")
     q = django_filters.CharFilter(method="search", help_text="Search name, device id and serial.")
+    connectivity = django_filters.MultipleChoiceFilter(
+        choices=CONNECTIVITY_CHOICES,
+        method="filter_connectivity",
+        help_text="online, offline or never_seen (any of): as GET /fleet/status/ counts them.",
+    )
 
     class Meta:
         model = Device
         fields = []
+
+    def filter_connectivity(self, queryset, name, values):
+        # `status` is telemetry's DeviceStatus (one row per device that ever spoke), reached by its
+        # reverse relation so the registry does not import the app that builds on it.
+        wanted = set(values)
+        if not wanted or wanted == {c for c, _ in CONNECTIVITY_CHOICES}:
+            return queryset
+        q = Q()
+        if "never_seen" in wanted:
+            q |= Q(last_seen_at__isnull=True)
+        if "online" in wanted:
+            q |= Q(last_seen_at__isnull=False, status__online=True)
+        if "offline" in wanted:
+            q |= Q(last_seen_at__isnull=False) & (Q(status__online=False) | Q(status__isnull=True))
+        return queryset.filter(q)
 
     def search(self, queryset, name, value):
         value = value.strip()

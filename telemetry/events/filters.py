@@ -23,6 +23,9 @@ class EventFilterSet(django_filters.FilterSet):
     min_score = django_filters.NumberFilter(field_name="score", lookup_expr="gte")
     after = UtcDateTimeFilter(field_name="start", lookup_expr="gte", help_text="Started at or after.")
     before = UtcDateTimeFilter(field_name="start", lookup_expr="lt", help_text="Started before.")
+    reviewed = django_filters.BooleanFilter(
+        field_name="reviewed_at", lookup_expr="isnull", exclude=True, help_text="Marked reviewed (or not)."
+    )
 
     class Meta:
         model = Event

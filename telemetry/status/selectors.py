@@ -7,9 +7,10 @@ from typing import Any
 
 from django.db.models import Case, CharField, Count, Q, QuerySet, Value, When
 
+from devices.filters import CONNECTIVITY_CHOICES
 from devices.models import Device, DeviceState
 
-CONNECTIVITY = ("online", "offline", "never_seen")
+CONNECTIVITY = tuple(value for value, _ in CONNECTIVITY_CHOICES)  # one list, shared with the filter
 
 # online: a birth (or traffic) on record and no will / silence since; never_seen: no message ever.
 connectivity = Case(
