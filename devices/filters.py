@@ -23,7 +23,10 @@ class DeviceFilterSet(django_filters.FilterSet):
     # pairs): DISTINCT would make PostgreSQL sort every match before the page LIMIT (bench/README.md).
     site = IdMultipleChoiceFilter(queryset=Site.objects.all(), distinct=False, help_text="Site ids (any of).")
     group = IdMultipleChoiceFilter(
-        field_name="groups", queryset=DeviceGroup.objects.all(), help_text="Group ids (any of)."
+        field_name="groups",
+        queryset=DeviceGroup.objects.all(),
+        label="Group",
+        help_text="Group ids (any of).",
     )
     tag = TagNameFilter(
         field_name="tags__name",
@@ -31,6 +34,7 @@ class DeviceFilterSet(django_filters.FilterSet):
         queryset=Tag.objects.all(),
         conjoined=True,
         distinct=False,
+        label="Tag",
         help_text="Tag names (all of).",
     )
     hardware_model = IdMultipleChoiceFilter(
@@ -46,6 +50,7 @@ class DeviceFilterSet(django_filters.FilterSet):
     connectivity = django_filters.MultipleChoiceFilter(
         choices=CONNECTIVITY_CHOICES,
         method="filter_connectivity",
+        label="Online",
         help_text="online, offline or never_seen (any of): as GET /fleet/status/ counts them.",
     )
 

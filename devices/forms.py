@@ -28,7 +28,10 @@ class BulkForm(forms.Form):
         widget=forms.Select(attrs={"id": "bulk-site"}),
     )
     group = forms.ModelChoiceField(
-        DeviceGroup.objects.all(), required=False, widget=forms.Select(attrs={"id": "bulk-group"})
+        DeviceGroup.objects.all(),
+        required=False,
+        empty_label="(pick a group)",
+        widget=forms.Select(attrs={"id": "bulk-group"}),
     )
 
     def __init__(self, *args, **kwargs):

@@ -29,17 +29,19 @@ class DeviceTable(tables.Table):
         },
     )
     name = tables.Column(linkify=("telemetry:camera", {"device_id": tables.A("device_id")}))
-    device_id = tables.Column(verbose_name="Device id")
+    device_id = tables.Column(verbose_name="Device id", attrs=NARROW)
     connectivity = tables.Column(empty_values=(), orderable=False, verbose_name="Online")
     state = tables.Column()
-    site = tables.Column(accessor="site__name", orderable=False)
-    hardware_model = tables.Column(accessor="hardware_model__name", orderable=False, verbose_name="Hardware")
+    site = tables.Column(accessor="site__name", orderable=False, verbose_name="Site")
+    hardware_model = tables.Column(
+        accessor="hardware_model__name", orderable=False, verbose_name="Hardware", attrs=NARROW
+    )
     model_version = tables.Column(orderable=False, verbose_name="Model")
-    agent_version = tables.Column(orderable=False, verbose_name="Agent")
+    agent_version = tables.Column(orderable=False, verbose_name="Agent", attrs=NARROW)
     last_seen_at = tables.Column(verbose_name="Last seen")
-    tags = tables.Column(empty_values=(), orderable=False)
-    groups = tables.Column(empty_values=(), orderable=False)
-    serial = tables.Column(orderable=False)
+    tags = tables.Column(empty_values=(), orderable=False, attrs=NARROW)
+    groups = tables.Column(empty_values=(), orderable=False, attrs=NARROW)
+    serial = tables.Column(orderable=False, attrs=NARROW)
 
     # Columns a person may hide (remembered per user); the others always show.
     OPTIONAL = (

@@ -35,7 +35,7 @@ from devices.models import DeviceGroup, SavedFilter, Site
 from devices.revocation import devices_revoke
 from devices.tables import DeviceTable, EnrollmentTokenTable, GroupTable, SavedFilterTable, SiteTable
 from fleet.errors import FleetError
-from fleet.web.forms import apply_error
+from fleet.web.forms import apply_error, compact_filters
 from fleet.web.views import FilteredTableView, ServiceFormView, refused, ui_actor
 
 COLUMNS_KEY = "columns.cameras"
@@ -73,6 +73,11 @@ class CameraList(RoleRequired, FilteredTableView):
                 kwargs["data"] = data
                 self.saved_filter = found
         return kwargs
+
+    def get_filterset(self, filterset_class):
+        filterset = super().get_filterset(filterset_class)
+        compact_filters(filterset.form, ("site", "group", "tag", "hardware_model", "state", "connectivity"))
+        return filterset
 
     def hidden_columns(self) -> list[str]:
         shown = (self.request.user.preferences or {}).get(COLUMNS_KEY)

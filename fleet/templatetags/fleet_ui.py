@@ -81,3 +81,9 @@ def query(context, **changes) -> str:
 @register.filter
 def get_item(mapping, key):
     return mapping.get(key) if hasattr(mapping, "get") else None
+
+
+@register.filter
+def words(value) -> str:
+    """A code as words: never_seen -> never seen."""
+    return str(value or "").replace("_", " ")

@@ -13,7 +13,9 @@ def apply_error(form: forms.BaseForm, exc: FleetError) -> None:
             for message in messages if isinstance(messages, list | tuple) else [messages]:
                 form.add_error(field, str(message))
             placed = True
-    if not placed:
+    # The message says more than a field's short note (e.g. why the model does not load), unless it is
+    # the generic one a plain validation error carries.
+    if not placed or exc.message not in ("Invalid input.",):
         form.add_error(None, exc.message)
 
 
@@ -26,3 +28,32 @@ class TextListField(forms.CharField):
 
     def prepare_value(self, value):
         return ", ".join(value) if isinstance(value, list | tuple) else value
+
+
+class OneOfMany(forms.Select):
+    """A multiple-choice filter shown as one compact select (with "any"), still reading every value of
+    the query string: ?site=1&site=2 from a link or the API works, the picker offers one at a time."""
+
+    def __init__(self, attrs=None, choices=(), any_label: str = "Any"):
+        super().__init__(attrs, choices)
+        self.any_label = any_label
+
+    def value_from_datadict(self, data, files, name):
+        getter = getattr(data, "getlist", None)
+        values = getter(name) if getter else data.get(name)
+        if isinstance(values, str):
+            values = [values]
+        return [v for v in values or [] if v]
+
+    def optgroups(self, name, value, attrs=None):
+        groups = super().optgroups(name, value, attrs)
+        empty = self.create_option(name, "", self.any_label, not value, 0)
+        return [(None, [empty], 0), *groups]
+
+
+def compact_filters(form: forms.BaseForm, names) -> None:
+    """Give the named multiple-choice fields of a filter form the compact OneOfMany picker."""
+    for name in names:
+        field = form.fields.get(name)
+        if field is not None:
+            field.widget = OneOfMany(choices=field.choices)

@@ -12,6 +12,7 @@ from django_tables2.paginators import LazyPaginator
 
 from accounts.views import RoleRequired
 from fleet.errors import FleetError
+from fleet.web.forms import compact_filters
 from fleet.web.views import FilteredTableView, refused, ui_actor
 from telemetry.commands.services import command_send
 from telemetry.events.alerts import alerts_acknowledge
@@ -34,6 +35,11 @@ class EventReview(RoleRequired, FilterView):
 
     def get_queryset(self):
         return with_media(Event.objects.order_by("-start", "-id"))
+
+    def get_filterset(self, filterset_class):
+        filterset = super().get_filterset(filterset_class)
+        compact_filters(filterset.form, ("site", "group"))
+        return filterset
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
