@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - identity_pki is a fixture imported for use by name
 """The browser tests' stage: Debian's Chromium driven by Playwright against a live server, with the
 demo's own parts around it: the embedded broker (it checks revocations in the database), the ingest
 thread, the inline beat (rollout ticks) and simulated cameras speaking the real protocol.

@@ -68,7 +68,7 @@ def test_enroll_a_camera_with_a_token_from_the_ui_and_watch_it_live(ui, stack, t
 
     # The technician's part: the copied line, run as printed (its own state dir and serial).
     identity_dir = tmp_path / "camera" / "dev-00000"
-    args = shlex.split(line)[1:] + ["--state-dir", str(identity_dir), "--serial", "LIS-0001"]
+    args = [*shlex.split(line)[1:], "--state-dir", str(identity_dir), "--serial", "LIS-0001"]
     done = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     device = Device.objects.get(serial="LIS-0001")
@@ -197,10 +197,10 @@ def test_ship_a_model_with_a_staged_rollout_pause_resume_and_a_failing_canary(ui
     ui.shot("deployment-completed")
 
     # The next release: the failing camera is the canary; the pause threshold trips on it.
+    from devices.models import HardwareModel
+    from fleet.audit import Actor
     from ota.models import ModelArtifact
     from ota.services import artifact_create, release_create
-    from fleet.audit import Actor
-    from devices.models import HardwareModel
 
     system = Actor.system("test")
     hw = HardwareModel.objects.get(name="sim-cam")
