@@ -61,8 +61,10 @@ class Console:
     errors: list[str] = field(default_factory=list)
 
     def attach(self, page) -> None:
-        page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}"))
-        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        page.on(
+            "console", lambda m: m.type == "error" and self.errors.append(f"console ({page.url}): {m.text}")
+        )
+        page.on("pageerror", lambda e: self.errors.append(f"pageerror ({page.url}): {e}"))
         page.on(
             "response",
             lambda r: r.status >= 400 and self.errors.append(f"HTTP {r.status} {r.request.method} {r.url}"),
