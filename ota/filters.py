@@ -43,7 +43,7 @@ class DeploymentFilterSet(django_filters.FilterSet):
 
 class DeviceUpdateFilterSet(django_filters.FilterSet):
     state = django_filters.MultipleChoiceFilter(choices=OtaState.choices)
-    device = django_filters.CharFilter(field_name="device__device_id")
+    device = django_filters.CharFilter(field_name="device__device_id", label="Camera (device id)")
 
     class Meta:
         model = DeviceUpdate

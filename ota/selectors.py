@@ -129,3 +129,24 @@ def deployment_match_count(*, targets: dict) -> int:
     from ota.services.deployments import targets_queryset
 
     return targets_queryset(targets).count()
+
+
+def targets_described(*, targets: dict) -> list[str]:
+    """A deployment's target selectors in words ("group street", "tag outdoor"), names looked up."""
+    from devices.models import DeviceGroup, HardwareModel, SavedFilter, Site
+
+    models = {
+        "groups": DeviceGroup,
+        "sites": Site,
+        "hardware_models": HardwareModel,
+        "saved_filters": SavedFilter,
+    }
+    words = {"groups": "group", "sites": "site", "hardware_models": "hardware", "saved_filters": "saved filter",
+             "tags": "tag", "devices": "camera"}  # fmt: skip
+    out = []
+    for kind, values in (targets or {}).items():
+        if kind in models:
+            names = dict(models[kind].objects.filter(pk__in=values).values_list("pk", "name"))
+            values = [names.get(v, f"#{v} (deleted)") for v in values]
+        out.extend(f"{words.get(kind, kind)} {v}" for v in values)
+    return out

@@ -15,4 +15,7 @@ urlpatterns = [
     path("deployments/matches/", views.DeploymentMatches.as_view(), name="deployment-matches"),
     path("deployments/<int:pk>/", views.DeploymentPage.as_view(), name="deployment"),
     path("deployments/<int:pk>/live/", views.DeploymentLive.as_view(), name="deployment-live"),
+    path(
+        "deployments/<int:pk>/live/<slug:part>/", views.DeploymentLive.as_view(), name="deployment-live-part"
+    ),
 ]

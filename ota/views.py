@@ -12,10 +12,11 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.views import View
 from django_tables2 import RequestConfig
+from django_tables2.paginators import LazyPaginator
 
 from accounts.views import RoleRequired
 from fleet.errors import FleetError
-from fleet.web.forms import apply_error
+from fleet.web.forms import apply_error, compact_filters
 from fleet.web.views import FilteredTableView, refused, ui_actor
 from ota import selectors, services
 from ota.filters import DeploymentFilterSet, DeviceUpdateFilterSet, ModelArtifactFilterSet, ReleaseFilterSet
@@ -221,19 +222,24 @@ def _live_context(deployment: Deployment) -> dict:
     }
 
 
+def _cameras(request, deployment: Deployment) -> dict:
+    """The deployment's cameras, filtered with the API's DeviceUpdateFilterSet, one page."""
+    queryset = (
+        DeviceUpdate.objects.filter(deployment=deployment).select_related("device").order_by("wave", "id")
+    )
+    updates = DeviceUpdateFilterSet(request.GET, queryset=queryset)
+    compact_filters(updates.form, ("state",))
+    table = DeviceUpdateTable(updates.qs)
+    RequestConfig(request, paginate={"per_page": 50, "paginator_class": LazyPaginator}).configure(table)
+    return {"table": table, "updates_filter": updates}
+
+
 class DeploymentPage(RoleRequired, View):
     def get(self, request, pk: int):
         deployment = _deployment(pk)
-        updates = DeviceUpdateFilterSet(
-            request.GET, queryset=DeviceUpdate.objects.filter(deployment=deployment).select_related("device")
-        )
-        table = DeviceUpdateTable(updates.qs)
-        RequestConfig(request, paginate={"per_page": 50}).configure(table)
-        return render(
-            request,
-            "ota/deployment.html",
-            {**_live_context(deployment), "table": table, "updates_filter": updates, "section": "ota"},
-        )
+        context = {**_live_context(deployment), **_cameras(request, deployment), "section": "ota"}
+        context["targets"] = selectors.targets_described(targets=deployment.targets)
+        return render(request, "ota/deployment.html", context)
 
     def post(self, request, pk: int):
         deployment = _deployment(pk)
@@ -272,7 +278,10 @@ class DeploymentPage(RoleRequired, View):
 
 
 class DeploymentLive(RoleRequired, View):
-    """The live part of the deployment page (htmx polls it every 2 s)."""
+    """The live parts of the deployment page (htmx polls them): progress, or the cameras table."""
 
-    def get(self, request, pk: int):
-        return render(request, "ota/_deployment_live.html", _live_context(_deployment(pk)))
+    def get(self, request, pk: int, part: str = "progress"):
+        deployment = _deployment(pk)
+        if part == "cameras":
+            return render(request, "ota/_deployment_cameras.html", _cameras(request, deployment))
+        return render(request, "ota/_deployment_live.html", _live_context(deployment))

@@ -7,13 +7,14 @@ at 100 or 100,000 cameras (bench/ui.py measures it).
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import Q, Sum
 from django.utils import timezone
 
-from devices.models import Device, DeviceState
+from devices.models import Device, DeviceState, Site
 from ota.models import FAILED_STATES, DeviceUpdate
 from telemetry.models import DataUsage, MetricRollup, MetricSample
 from telemetry.models.metrics import Resolution
@@ -100,11 +101,21 @@ def update_failed(*, limit: int = 10, now: dt.datetime | None = None) -> list[Pr
     ]
 
 
-def usage_today(*, limit: int = 10, today: dt.date | None = None) -> list[dict]:
+def today_q(now: dt.datetime | None = None) -> Q:
+    """DataUsage rows of "today": each camera's local day (its site's zone, UTC without a site).
+
+    One term per time zone in use (a handful), so the sum stays one indexed query."""
+    now = now or timezone.now()
+    q = Q(device__site__isnull=True, day=now.astimezone(dt.UTC).date())
+    for tz in Site.objects.values_list("timezone", flat=True).distinct():
+        q |= Q(device__site__timezone=tz, day=now.astimezone(zoneinfo.ZoneInfo(tz)).date())
+    return q
+
+
+def usage_today(*, limit: int = 10) -> list[dict]:
     """The cameras that uploaded most today (verified bytes), each against its own daily budget."""
-    today = today or timezone.now().date()
     rows = list(
-        DataUsage.objects.filter(day=today)
+        DataUsage.objects.filter(today_q())
         .values("device_id")
         .annotate(total=Sum("bytes"))
         .order_by("-total")[:limit]
@@ -151,12 +162,11 @@ def fleet_problems(*, limit: int = 10) -> dict[str, list[Problem]]:
     }
 
 
-def uplink_today(*, today: dt.date | None = None) -> dict:
+def uplink_today() -> dict:
     """Verified upload bytes of the whole fleet today, and the fleet default policy's daily budget."""
     from telemetry.models.policies import BandwidthPolicy
 
-    today = today or timezone.now().date()
-    total = DataUsage.objects.filter(day=today).aggregate(n=Sum("bytes"))["n"] or 0
+    total = DataUsage.objects.filter(today_q()).aggregate(n=Sum("bytes"))["n"] or 0
     default = BandwidthPolicy.objects.filter(Q(device__isnull=True) & Q(group__isnull=True)).first()
     per_camera = default.daily_budget_mb * MIB if default and default.daily_budget_mb else None
     return {"bytes": total, "per_camera_budget": per_camera, "policy": default}

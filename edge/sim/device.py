@@ -63,7 +63,7 @@ class DeviceStats:
     ota: list[tuple[str, str, str | None]] = field(default_factory=list)  # (deployment, state, reason)
 
 
-def sim_thumbnail(bbox: list[float], label: str, colour: int) -> str | None:
+def sim_thumbnail(bbox: list[float], colour: int) -> str | None:
     """A drawn stand-in for the best frame: a dim scene with the box where the detection is, as
     base64 WebP within the inline cap (protocol.images). None without OpenCV or if it came out too big."""
     try:
@@ -77,7 +77,6 @@ def sim_thumbnail(bbox: list[float], label: str, colour: int) -> str | None:
     x, y, bw, bh = (int(bbox[0] * w), int(bbox[1] * h), int(bbox[2] * w), int(bbox[3] * h))
     fill = (colour & 0xFF, (colour >> 8) & 0xFF, (colour >> 16) & 0xFF)
     cv2.rectangle(img, (x, y), (x + max(bw, 4), y + max(bh, 4)), fill, -1)
-    cv2.putText(img, label, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (230, 230, 230), 1)
     ok, buf = cv2.imencode(".webp", img, [cv2.IMWRITE_WEBP_QUALITY, 50])
     if not ok or not fits_inline(buf.tobytes()):
         return None
@@ -304,7 +303,7 @@ class VirtualDevice:
         self.publish("events", make(Events, events=[det]))
         end = {**det, "end": start + r.uniform(2, 10)}
         if self.settings.thumbnails:
-            end["thumbnail"] = sim_thumbnail(det["bbox"], label, r.randrange(1 << 24))
+            end["thumbnail"] = sim_thumbnail(det["bbox"], r.randrange(1 << 24))
         asyncio.get_running_loop().call_later(
             end["end"] - start, lambda: self.publish("events", make(Events, events=[end]))
         )

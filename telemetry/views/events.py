@@ -3,6 +3,7 @@ and the alerts inbox (acknowledge one or many)."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -38,7 +39,13 @@ class EventReview(RoleRequired, FilterView):
 
     def get_filterset(self, filterset_class):
         filterset = super().get_filterset(filterset_class)
-        compact_filters(filterset.form, ("site", "group"))
+        form = filterset.form
+        compact_filters(form, ("site", "group"))
+        for name in ("after", "before"):
+            form.fields[name].widget = forms.DateTimeInput(attrs={"type": "datetime-local", "step": 1})
+        form.fields["reviewed"].widget = forms.Select(
+            choices=[("", "Any"), ("false", "To review"), ("true", "Reviewed")]
+        )
         return filterset
 
     def get_context_data(self, **kwargs):
