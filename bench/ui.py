@@ -85,7 +85,7 @@ def build_cases() -> list[Case]:
         ),
         Case("cameras q=name", f"/cameras/?q={q}", f"/api/v1/devices/?q={q}"),
         Case("cameras online", "/cameras/?connectivity=online", "/api/v1/devices/?connectivity=online"),
-        Case("dashboard", "/", "/api/v1/devices/", paged=False),
+        Case("dashboard frame", "/", "/api/v1/devices/", paged=False),
         Case("dash: counts", "/dashboard/counts/", "/api/v1/fleet/status/", paged=False),
         Case("dash: problems", "/dashboard/problems/", "/api/v1/devices/", paged=False),
         Case("dash: rollouts", "/dashboard/deployments/", "/api/v1/deployments/", paged=False),

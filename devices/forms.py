@@ -3,7 +3,7 @@
 from django import forms
 
 from devices.models import DeviceGroup, HardwareModel, SavedFilter, Site
-from fleet.web.forms import TextListField
+from fleet.web.forms import FastSelect, TextListField
 
 BULK_ACTIONS = [
     ("tag", "Add tags"),
@@ -25,13 +25,13 @@ class BulkForm(forms.Form):
         Site.objects.all(),
         required=False,
         empty_label="(no site)",
-        widget=forms.Select(attrs={"id": "bulk-site"}),
+        widget=FastSelect(attrs={"id": "bulk-site"}),
     )
     group = forms.ModelChoiceField(
         DeviceGroup.objects.all(),
         required=False,
         empty_label="(pick a group)",
-        widget=forms.Select(attrs={"id": "bulk-group"}),
+        widget=FastSelect(attrs={"id": "bulk-group"}),
     )
 
     def __init__(self, *args, **kwargs):
@@ -101,10 +101,16 @@ class EnrollmentTokenForm(forms.Form):
         min_value=1, max_value=24 * 366, initial=24, help_text="Hours until it stops working."
     )
     site = forms.ModelChoiceField(
-        Site.objects.all(), required=False, help_text="Enrolled cameras join this site."
+        Site.objects.all(),
+        required=False,
+        empty_label="(no site)",
+        help_text="Enrolled cameras join this site.",
     )
     hardware_model = forms.ModelChoiceField(
-        HardwareModel.objects.all(), required=False, help_text="Only cameras of this hardware may use it."
+        HardwareModel.objects.all(),
+        required=False,
+        empty_label="(any hardware)",
+        help_text="Only cameras of this hardware may use it.",
     )
     groups = forms.ModelMultipleChoiceField(DeviceGroup.objects.all(), required=False)
     tags = TextListField(required=False, max_length=500, help_text="Comma-separated, e.g. outdoor, lte.")

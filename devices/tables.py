@@ -1,6 +1,8 @@
 """Tables of the registry pages (django-tables2). Rows come from devices.selectors."""
 
 import django_tables2 as tables
+from django.forms.utils import flatatt
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from devices.models import DeviceGroup, SavedFilter, Site
@@ -66,6 +68,43 @@ class DeviceTable(tables.Table):
         value = connectivity(record)
         return format_html('<span class="badge {}">{}</span>', value, value.replace("_", " "))
 
+    # The rows in Python: django-tables2 renders each cell through its generic machinery (~0.3 ms a
+    # cell, 10x the SQL of the page at 100,000 devices in bench/ui.py); these are the same cells.
+    def body_html(self) -> str:
+        rows_page = self.page.object_list if getattr(self, "page", None) else self.rows
+        records = [row.record for row in rows_page]
+        columns = [(c.name, c.attrs.get("td", {})) for c in self.columns]
+        link = reverse("telemetry:camera", args=["-"])[:-2]
+        cell = {
+            "device": lambda d: format_html(
+                '<input type="checkbox" name="device" value="{}" data-pick="1" form="bulk-form" aria-label="Select {}">',
+                d.device_id,
+                d.name,
+            ),
+            "name": lambda d: format_html('<a href="{}{}/">{}</a>', link, d.device_id, d.name),
+            "device_id": lambda d: d.device_id,
+            "connectivity": self.render_connectivity,
+            "state": lambda d: self.render_state(d.state),
+            "site": lambda d: d.site.name if d.site_id else "—",
+            "hardware_model": lambda d: d.hardware_model.name if d.hardware_model_id else "—",
+            "model_version": lambda d: d.model_version or "—",
+            "agent_version": lambda d: d.agent_version or "—",
+            "last_seen_at": lambda d: self.render_last_seen_at(d.last_seen_at, d),
+            "tags": self.render_tags,
+            "groups": self.render_groups,
+            "serial": lambda d: d.serial or "—",
+        }
+        rows = (
+            format_html(
+                "<tr>{}</tr>",
+                format_html_join(
+                    "", "<td{}>{}</td>", ((flatatt(attrs), cell[name](d)) for name, attrs in columns)
+                ),
+            )
+            for d in records
+        )
+        return format_html_join("", "{}", ((row,) for row in rows))
+
     def render_state(self, value):
         return format_html('<span class="badge {}">{}</span>', value, value)
 
@@ -127,7 +166,8 @@ class SavedFilterTable(tables.Table):
 class EnrollmentTokenTable(tables.Table):
     status = tables.Column(empty_values=(), orderable=False)
     uses = tables.TemplateColumn("{{ record.uses }} / {{ record.max_uses }}", orderable=False)
-    site = tables.Column(accessor="site__name", orderable=False)
+    prefix = tables.Column(verbose_name="Key starts")
+    site = tables.Column(accessor="site__name", orderable=False, verbose_name="Site")
     hardware_model = tables.Column(accessor="hardware_model__name", orderable=False, verbose_name="Hardware")
     expires_at = tables.Column(verbose_name="Expires")
     actions = tables.TemplateColumn(

@@ -20,8 +20,11 @@ def home(request):
 
 
 class Dashboard(RoleRequired, View):
+    """The page is a frame: each block loads and refreshes itself (DashboardPart), so the first paint
+    does not wait for the fleet-wide counts."""
+
     def get(self, request):
-        return render(request, "telemetry/dashboard.html", {"section": "dashboard", **_summary()})
+        return render(request, "telemetry/dashboard.html", {"section": "dashboard"})
 
 
 def _summary() -> dict:
