@@ -79,6 +79,14 @@ class CameraList(RoleRequired, FilteredTableView):
         compact_filters(filterset.form, ("site", "group", "tag", "hardware_model", "state", "connectivity"))
         return filterset
 
+    def bulk_form(self, filter_form) -> BulkForm:
+        """The bulk bar's pickers reuse the filter's site and group options (no second query)."""
+        form = BulkForm()
+        for name in ("site", "group"):
+            field = form.fields[name]
+            field.widget.choices = [("", field.empty_label), *filter_form.fields[name].widget.choices]
+        return form
+
     def hidden_columns(self) -> list[str]:
         shown = (self.request.user.preferences or {}).get(COLUMNS_KEY)
         if shown is None:
@@ -102,7 +110,7 @@ class CameraList(RoleRequired, FilteredTableView):
             columns_form=ColumnsForm(
                 choices=choices, initial={"columns": [c for c in DeviceTable.OPTIONAL if c not in hidden]}
             ),
-            bulk_form=BulkForm(),
+            bulk_form=self.bulk_form(filterset.form),
             save_form=SaveFilterForm(initial={"criteria_query": urlencode(criteria, doseq=True)}),
             saved_filters=selectors.saved_filter_list(),
             saved_filter=getattr(self, "saved_filter", None),

@@ -28,10 +28,11 @@ class AlertTable(tables.Table):
         accessor="event__pk", orderable=False, linkify=("telemetry:event", {"pk": tables.A("event__pk")})
     )
     acknowledged_at = tables.Column(verbose_name="Acknowledged")
+    ack = tables.TemplateColumn(template_name="telemetry/_ack.html", orderable=False, verbose_name="")
 
     class Meta:
         model = Alert
-        fields = ("pick", "created_at", "rule", "label", "score", "device", "event", "acknowledged_at")
+        fields = ("pick", "created_at", "rule", "label", "score", "device", "event", "acknowledged_at", "ack")
         order_by = ("-created_at",)
         empty_text = "No alerts match. Alert rules decide which events raise one."
 

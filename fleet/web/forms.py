@@ -85,9 +85,22 @@ class OneOfMany(FastSelect):
         return super().render(name, value if isinstance(value, list | tuple) else [value], attrs, renderer)
 
 
+def plain_choices(field: forms.Field) -> list[tuple[str, str]]:
+    """A model choice field's options as (value, name) pairs from one values_list query: building a
+    model instance per option cost more than the page's own rows with 200 groups (bench/ui.py)."""
+    queryset = getattr(field, "queryset", None)
+    if queryset is None:
+        return list(field.choices)
+    names = {f.name for f in queryset.model._meta.concrete_fields}
+    if "name" not in names:
+        return list(field.choices)
+    key = getattr(field, "to_field_name", None) or "pk"
+    return [(str(v), label) for v, label in queryset.values_list(key, "name")]
+
+
 def compact_filters(form: forms.BaseForm, names) -> None:
     """Give the named multiple-choice fields of a filter form the compact OneOfMany picker."""
     for name in names:
         field = form.fields.get(name)
         if field is not None:
-            field.widget = OneOfMany(choices=field.choices)
+            field.widget = OneOfMany(choices=plain_choices(field))

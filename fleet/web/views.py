@@ -46,6 +46,9 @@ class FilteredTableView(SingleTableMixin, FilterView):
     create_url: str | None = None  # shown as the page's primary action to those who may write
     create_label = "Add"
 
+    def get_paginate_by(self, queryset):
+        return None  # the table paginates (paginate_by); the list view must not fetch the page again
+
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context.update(title=self.title, empty_text=self.empty_text)

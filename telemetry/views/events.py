@@ -132,6 +132,14 @@ class AlertInbox(RoleRequired, FilteredTableView):
     def get_queryset(self):
         return Alert.objects.select_related("rule", "event", "device__site", "acknowledged_by")
 
+    def get_filterset(self, filterset_class):
+        filterset = super().get_filterset(filterset_class)
+        compact_filters(filterset.form, ("rule", "site"))
+        filterset.form.fields["acknowledged"].widget = forms.Select(
+            choices=[("", "Any"), ("false", "Open"), ("true", "Acknowledged")]
+        )
+        return filterset
+
     def get_filterset_kwargs(self, filterset_class):
         kwargs = super().get_filterset_kwargs(filterset_class)
         if not self.request.GET:  # the inbox opens on what still needs a look

@@ -175,3 +175,9 @@ def test_unknown_page_is_html_and_unknown_api_path_is_json(signed_in):
     client = signed_in("viewer")
     assert "text/html" in client.get("/no-such-page/")["Content-Type"]
     assert client.get("/api/v1/no-such/").json()["error"]["code"] == "not_found"
+
+
+def test_cameras_rows_escape_what_devices_and_people_typed(signed_in):
+    DeviceFactory(name='<script>alert("x")</script>', serial="<b>SN</b>")
+    page = signed_in("viewer").get(reverse("devices:list")).content.decode()
+    assert "<script>alert" not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
