@@ -1,11 +1,12 @@
 import django_tables2 as tables
 
 from accounts.models import ApiToken, User
+from fleet.web.tables import TimeColumn
 
 
 class UserTable(tables.Table):
     username = tables.Column(linkify=("accounts:user", {"pk": tables.A("pk")}))
-    last_login = tables.TemplateColumn("{% load fleet_ui %}{{ value|at }}")
+    last_login = TimeColumn()
 
     class Meta:
         model = User
@@ -16,8 +17,8 @@ class UserTable(tables.Table):
 class ApiTokenTable(tables.Table):
     prefix = tables.Column(verbose_name="Key starts")
     user = tables.Column(accessor="user__username")
-    expires_at = tables.TemplateColumn("{% load fleet_ui %}{{ value|at }}")
-    last_used_at = tables.TemplateColumn("{% load fleet_ui %}{{ value|at }}")
+    expires_at = TimeColumn()
+    last_used_at = TimeColumn()
     state = tables.TemplateColumn(
         "{% if record.is_active %}active{% elif record.revoked_at %}revoked{% else %}expired{% endif %}",
         orderable=False,

@@ -10,6 +10,7 @@ from devices.models import DeviceGroup, SavedFilter, Site
 from devices.models_identity import EnrollmentToken
 from devices.selectors import PREFETCHED_GROUPS, PREFETCHED_TAGS
 from fleet.templatetags.fleet_ui import at
+from fleet.web.tables import TimeColumn
 
 NARROW = {"th": {"class": "hide-narrow"}, "td": {"class": "hide-narrow"}}
 
@@ -131,9 +132,6 @@ class SiteTable(tables.Table):
         fields = ("name", "timezone", "address", "device_count")
         empty_text = "No sites yet. Add one, then enroll cameras into it."
 
-    def render_device_count(self, value, record):
-        return format_html('<a href="/cameras/?site={}">{}</a>', record.pk, value)
-
 
 class GroupTable(tables.Table):
     name = tables.Column(linkify=("devices:group", {"pk": tables.A("pk")}))
@@ -145,9 +143,6 @@ class GroupTable(tables.Table):
         model = DeviceGroup
         fields = ("name", "description", "device_count")
         empty_text = "No groups yet. Groups target deployments and bandwidth policies."
-
-    def render_device_count(self, value, record):
-        return format_html('<a href="/cameras/?group={}">{}</a>', record.pk, value)
 
 
 class SavedFilterTable(tables.Table):
@@ -170,7 +165,7 @@ class EnrollmentTokenTable(tables.Table):
     prefix = tables.Column(verbose_name="Key starts")
     site = tables.Column(accessor="site__name", orderable=False, verbose_name="Site")
     hardware_model = tables.Column(accessor="hardware_model__name", orderable=False, verbose_name="Hardware")
-    expires_at = tables.Column(verbose_name="Expires")
+    expires_at = TimeColumn(verbose_name="Expires")
     actions = tables.TemplateColumn(
         template_name="devices/_token_actions.html", orderable=False, verbose_name=""
     )
@@ -182,6 +177,3 @@ class EnrollmentTokenTable(tables.Table):
 
     def render_status(self, record):
         return format_html('<span class="badge {}">{}</span>', record.status, record.status.replace("_", " "))
-
-    def render_expires_at(self, value, record):
-        return at(value, record.site.timezone if record.site_id else None)

@@ -8,12 +8,12 @@ from django.utils.html import format_html
 from fleet.api.audit import AuditFilterSet
 from fleet.api.errors import error_body
 from fleet.models import AuditEntry
-from fleet.templatetags.fleet_ui import at
+from fleet.web.tables import TimeColumn
 from fleet.web.views import FilteredTableView
 
 
 class AuditTable(tables.Table):
-    created_at = tables.Column(verbose_name="When")
+    created_at = TimeColumn(verbose_name="When")
     actor_label = tables.Column(verbose_name="Who")
     object = tables.Column(empty_values=(), orderable=False, verbose_name="Object")
     change = tables.Column(empty_values=(), orderable=False)
@@ -23,9 +23,6 @@ class AuditTable(tables.Table):
         fields = ("created_at", "actor_label", "source", "action", "object", "change")
         order_by = ("-created_at",)
         empty_text = "No audit entries match."
-
-    def render_created_at(self, value):
-        return at(value)
 
     def render_object(self, record):
         return format_html(

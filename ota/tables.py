@@ -3,7 +3,8 @@
 import django_tables2 as tables
 from django.utils.html import format_html
 
-from fleet.templatetags.fleet_ui import at, bytesize
+from fleet.templatetags.fleet_ui import bytesize
+from fleet.web.tables import BadgeColumn, TimeColumn
 from ota.models import Deployment, DeviceUpdate, ModelArtifact, Release
 
 
@@ -11,7 +12,7 @@ class ArtifactTable(tables.Table):
     size = tables.Column(attrs={"td": {"class": "num"}})
     sha256 = tables.Column(verbose_name="sha256")
     hardware = tables.Column(empty_values=(), orderable=False)
-    created_at = tables.Column(verbose_name="Uploaded")
+    created_at = TimeColumn(verbose_name="Uploaded")
 
     class Meta:
         model = ModelArtifact
@@ -27,14 +28,11 @@ class ArtifactTable(tables.Table):
     def render_hardware(self, record):
         return ", ".join(sorted(h.name for h in record.hardware_models.all())) or "any"
 
-    def render_created_at(self, value):
-        return at(value)
-
 
 class ReleaseTable(tables.Table):
     release = tables.Column(empty_values=(), orderable=False, linkify=("ota:release", {"pk": tables.A("pk")}))
     hardware = tables.Column(empty_values=(), orderable=False)
-    expires_at = tables.Column(verbose_name="Expires")
+    expires_at = TimeColumn(verbose_name="Expires")
 
     class Meta:
         model = Release
@@ -48,17 +46,14 @@ class ReleaseTable(tables.Table):
     def render_hardware(self, record):
         return ", ".join(sorted(h.name for h in record.hardware_models.all()))
 
-    def render_expires_at(self, value):
-        return at(value)
-
 
 class DeploymentTable(tables.Table):
     name = tables.Column(linkify=("ota:deployment", {"pk": tables.A("pk")}))
     release = tables.Column(orderable=False)
-    state = tables.Column()
-    created_at = tables.Column(verbose_name="Created")
-    started_at = tables.Column(verbose_name="Started")
-    finished_at = tables.Column(verbose_name="Finished")
+    state = BadgeColumn()
+    created_at = TimeColumn(verbose_name="Created")
+    started_at = TimeColumn(verbose_name="Started")
+    finished_at = TimeColumn(verbose_name="Finished")
 
     class Meta:
         model = Deployment
@@ -66,33 +61,15 @@ class DeploymentTable(tables.Table):
         order_by = ("-created_at",)
         empty_text = "No deployment here. Create one to ship a release to cameras."
 
-    def render_state(self, value):
-        return format_html('<span class="badge {}">{}</span>', value, value.replace("_", " "))
-
-    def render_created_at(self, value):
-        return at(value)
-
-    def render_started_at(self, value):
-        return at(value)
-
-    def render_finished_at(self, value):
-        return at(value)
-
 
 class DeviceUpdateTable(tables.Table):
     device = tables.Column(accessor="device__name", verbose_name="Camera",
                            linkify=("telemetry:camera", {"device_id": tables.A("device__device_id")}))  # fmt: skip
     wave = tables.Column()
-    state = tables.Column()
-    finished_at = tables.Column(verbose_name="Finished")
+    state = BadgeColumn()
+    finished_at = TimeColumn(verbose_name="Finished", site="device__site")
 
     class Meta:
         model = DeviceUpdate
         fields = ("device", "wave", "state", "reason", "progress", "finished_at")
         empty_text = "No camera in this state."
-
-    def render_state(self, value):
-        return format_html('<span class="badge {}">{}</span>', value, value.replace("_", " "))
-
-    def render_finished_at(self, value):
-        return at(value)

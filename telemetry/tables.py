@@ -4,6 +4,7 @@ import django_tables2 as tables
 from django.utils.html import format_html
 
 from fleet.templatetags.fleet_ui import at
+from fleet.web.tables import TimeColumn
 from telemetry.models import BandwidthPolicy, DeadLetter
 from telemetry.models.events import Alert, AlertRule
 
@@ -18,7 +19,7 @@ class AlertTable(tables.Table):
         attrs={"th__input": {"data-select-all": "alert", "aria-label": "Select every alert on this page"},
                "td__input": {"data-pick": "1", "form": "ack-form", "name": "alert", "aria-label": "Select"}},
     )  # fmt: skip
-    created_at = tables.Column(verbose_name="Raised")
+    created_at = TimeColumn(verbose_name="Raised", site="device__site")
     rule = tables.Column(accessor="rule__name", orderable=False)
     label = tables.Column(accessor="event__label", orderable=False)
     score = tables.Column(accessor="event__score", orderable=False)
@@ -35,9 +36,6 @@ class AlertTable(tables.Table):
         fields = ("pick", "created_at", "rule", "label", "score", "device", "event", "acknowledged_at", "ack")
         order_by = ("-created_at",)
         empty_text = "No alerts match. Alert rules decide which events raise one."
-
-    def render_created_at(self, value, record):
-        return at(value, _tz(record.device))
 
     def render_score(self, value):
         return f"{value:.2f}"
@@ -74,7 +72,7 @@ class PolicyTable(tables.Table):
 
 
 class DeadLetterTable(tables.Table):
-    received_at = tables.Column(verbose_name="Received")
+    received_at = TimeColumn(verbose_name="Received")
     payload_head = tables.Column(empty_values=(), orderable=False, verbose_name="Payload (first bytes)")
 
     class Meta:
@@ -82,9 +80,6 @@ class DeadLetterTable(tables.Table):
         fields = ("received_at", "device_id", "kind", "reason", "detail", "payload_size", "payload_head")
         order_by = ("-received_at",)
         empty_text = "Nothing refused: every message devices sent was accepted."
-
-    def render_received_at(self, value):
-        return at(value)
 
     def render_payload_head(self, record):
         text = bytes(record.payload).decode("utf-8", "replace")
