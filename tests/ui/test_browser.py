@@ -181,17 +181,22 @@ def test_ship_a_model_with_a_staged_rollout_pause_resume_and_a_failing_canary(ui
     page.locator("#id_groups").select_option(label="street")
     expect(page.locator("#matches [data-matches]")).to_have_attribute("data-matches", "3")
     page.locator("#id_waves").fill("50, 100")
-    page.locator("#id_soak_s").fill("1")
+    page.locator("#id_soak_s").fill("6")  # time to pause between waves
     ui.shot("deployment-create")
     page.get_by_role("button", name="Create deployment").click()
     expect(page.locator("[data-state]")).to_have_attribute("data-state", re.compile("running|completed"))
     wait_for(lambda: int(page.locator("[data-finished]").inner_text()) >= 1, 30, "the canary finishes")
     ui.shot("deployment-running")
-    if page.locator("[data-state]").get_attribute("data-state") == "running":
-        page.get_by_role("button", name="Pause").click()
-        expect(page.locator("[data-state]")).to_have_attribute("data-state", "paused")
-        ui.shot("deployment-paused")
-        page.get_by_role("button", name="Resume").click()
+    expect(page.locator("[data-state]")).to_have_attribute(
+        "data-state", "running"
+    )  # soaking after the canary
+    page.get_by_role("button", name="Pause").click()
+    expect(page.locator("[data-state]")).to_have_attribute("data-state", "paused")
+    paused_at = int(page.locator("[data-finished]").inner_text())
+    ui.shot("deployment-paused")
+    time.sleep(8)  # longer than the soak: a paused rollout notifies nobody new
+    assert int(page.locator("[data-finished]").inner_text()) == paused_at
+    page.get_by_role("button", name="Resume").click()
     expect(page.locator("[data-state]")).to_have_attribute("data-state", "completed", timeout=60_000)
     expect(page.locator("[data-finished]")).to_have_text("3")
     ui.shot("deployment-completed")
