@@ -84,7 +84,8 @@ class HardwareModelForm(forms.ModelForm):
 
 class SavedFilterForm(forms.ModelForm):
     criteria = forms.JSONField(
-        help_text='Camera filter parameters, e.g. {"site": [1], "tag": ["outdoor"], "connectivity": ["offline"]}.'
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text='Camera filter parameters, e.g. {"site": [1], "tag": ["outdoor"], "connectivity": ["offline"]}.',
     )
 
     class Meta:

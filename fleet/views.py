@@ -7,7 +7,8 @@ from django.utils.html import format_html
 
 from fleet.api.audit import AuditFilterSet
 from fleet.api.errors import error_body
-from fleet.models import AuditEntry
+from fleet.models import AuditEntry, AuditSource
+from fleet.web.forms import choice_filter, time_filters
 from fleet.web.tables import TimeColumn
 from fleet.web.views import FilteredTableView
 
@@ -51,6 +52,12 @@ def audit_view():
 
         def get_queryset(self):
             return AuditEntry.objects.all()
+
+        def get_filterset(self, filterset_class):
+            filterset = super().get_filterset(filterset_class)
+            time_filters(filterset.form)
+            choice_filter(filterset.form, "source", [("", "Any"), *AuditSource.choices])
+            return filterset
 
     return AuditLog.as_view()
 

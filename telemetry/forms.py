@@ -59,7 +59,10 @@ class BandwidthPolicyForm(forms.ModelForm):
         required=False, help_text=f"Highest first, e.g. {', '.join(UPLINK_CLASSES)}."
     )
     detection = forms.JSONField(
-        required=False, initial=dict, help_text='Detection settings, e.g. {"min_score": 0.6}.'
+        required=False,
+        initial=dict,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text='Detection settings, e.g. {"min_score": 0.6}.',
     )
 
     class Meta:
@@ -67,6 +70,8 @@ class BandwidthPolicyForm(forms.ModelForm):
         fields = ["name", "device", "group", "priority", "max_kbps", "daily_budget_mb", "classes_allowed", "class_priority",
                   "quiet_start", "quiet_end", "metered", "max_snapshot_bytes", "max_clip_bytes", "detection"]  # fmt: skip
         widgets = {"quiet_start": TIME, "quiet_end": TIME}
+        labels = {"max_kbps": "Max kbit/s", "daily_budget_mb": "Daily budget (MiB)",
+                  "max_snapshot_bytes": "Largest snapshot (bytes)", "max_clip_bytes": "Largest clip (bytes)"}  # fmt: skip
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

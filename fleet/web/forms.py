@@ -104,3 +104,16 @@ def compact_filters(form: forms.BaseForm, names) -> None:
         field = form.fields.get(name)
         if field is not None:
             field.widget = OneOfMany(choices=plain_choices(field))
+
+
+def time_filters(form: forms.BaseForm, names=("after", "before")) -> None:
+    """Date-time pickers for a filter form's ISO time fields (read as UTC, as the API reads them)."""
+    for name in names:
+        if name in form.fields:
+            form.fields[name].widget = forms.DateTimeInput(attrs={"type": "datetime-local", "step": 1})
+
+
+def choice_filter(form: forms.BaseForm, name: str, choices) -> None:
+    """A filter's select with our own labels (e.g. Any / Open / Acknowledged for a boolean)."""
+    if name in form.fields:
+        form.fields[name].widget = forms.Select(choices=choices)

@@ -23,8 +23,10 @@ class TimeColumn(tables.Column):
 class BadgeColumn(tables.Column):
     """A state as a coloured badge (the CSS class is the state's code)."""
 
-    def render(self, value):
-        return format_html('<span class="badge {}">{}</span>', value, str(value).replace("_", " "))
+    def render(self, value, record, bound_column):
+        # For a field with choices `value` is the display label; the badge's class needs the code.
+        code = str(bound_column.accessor.resolve(record, quiet=True) or value)
+        return format_html('<span class="badge {}">{}</span>', code, code.replace("_", " "))
 
 
 class CountColumn(tables.Column):

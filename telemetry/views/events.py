@@ -3,7 +3,6 @@ and the alerts inbox (acknowledge one or many)."""
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -13,7 +12,7 @@ from django_tables2.paginators import LazyPaginator
 
 from accounts.views import RoleRequired
 from fleet.errors import FleetError
-from fleet.web.forms import compact_filters
+from fleet.web.forms import choice_filter, compact_filters, time_filters
 from fleet.web.views import FilteredTableView, refused, ui_actor
 from telemetry.commands.services import command_send
 from telemetry.events.alerts import alerts_acknowledge
@@ -41,11 +40,8 @@ class EventReview(RoleRequired, FilterView):
         filterset = super().get_filterset(filterset_class)
         form = filterset.form
         compact_filters(form, ("site", "group"))
-        for name in ("after", "before"):
-            form.fields[name].widget = forms.DateTimeInput(attrs={"type": "datetime-local", "step": 1})
-        form.fields["reviewed"].widget = forms.Select(
-            choices=[("", "Any"), ("false", "To review"), ("true", "Reviewed")]
-        )
+        time_filters(form)
+        choice_filter(form, "reviewed", [("", "Any"), ("false", "To review"), ("true", "Reviewed")])
         return filterset
 
     def get_context_data(self, **kwargs):
@@ -135,8 +131,9 @@ class AlertInbox(RoleRequired, FilteredTableView):
     def get_filterset(self, filterset_class):
         filterset = super().get_filterset(filterset_class)
         compact_filters(filterset.form, ("rule", "site"))
-        filterset.form.fields["acknowledged"].widget = forms.Select(
-            choices=[("", "Any"), ("false", "Open"), ("true", "Acknowledged")]
+        time_filters(filterset.form)
+        choice_filter(
+            filterset.form, "acknowledged", [("", "Any"), ("false", "Open"), ("true", "Acknowledged")]
         )
         return filterset
 
