@@ -70,6 +70,13 @@ class DeploymentForm(forms.Form):
     )
     start_now = forms.BooleanField(required=False, initial=True, label="Start right away")
 
+    scheduled_at = forms.DateTimeField(
+        required=False,
+        label="Start at (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Empty: as soon as it is started. Later: it waits, listed under Scheduled.",
+    )
+
     TARGET_FIELDS = ("groups", "sites", "tags", "hardware_models", "saved_filters", "devices")
 
     def clean_waves(self):
@@ -92,5 +99,5 @@ class DeploymentForm(forms.Form):
         data = dict(self.cleaned_data)
         strategy = {k: data[k] for k in ("canary_count", "canary_devices", "waves", "soak_s", "pause_failure_rate",
                                           "abort_failure_rate", "min_finished", "max_concurrent", "max_per_minute",
-                                          "device_timeout_s", "window_start", "window_end", "auto_rollback")}  # fmt: skip
+                                          "device_timeout_s", "window_start", "window_end", "auto_rollback", "scheduled_at")}  # fmt: skip
         return {"name": data["name"], "release": data["release"], "targets": self.targets(), **strategy}

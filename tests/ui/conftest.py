@@ -28,8 +28,11 @@ PASSWORD = "correct-horse-battery"  # tests.factories.UserFactory's
 WIDTHS = {"wide": 1280, "narrow": 768}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One Chromium for the browser tests' module. Not session-wide: Playwright's sync API keeps an
+    event loop running in the main thread (and its child watcher) until it stops, which breaks later
+    tests that call asyncio.run() or wait for their own subprocesses."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium; .ci/run does)")
     from playwright.sync_api import sync_playwright
@@ -87,6 +90,14 @@ class UI:
         self.page.get_by_label("Password").fill(password)
         self.page.get_by_role("button", name="Sign in").click()
         self.page.wait_for_url(re.compile(r".*/$"))
+
+    def unlabelled(self) -> list[str]:
+        """Visible form controls a screen reader or a keyboard user could not name (no label, no aria-label)."""
+        return self.page.evaluate(
+            """[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+               .filter(e => e.offsetParent !== null && !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+               .map(e => e.name || e.id || e.outerHTML.slice(0, 80))"""
+        )
 
     def shot(self, name: str) -> None:
         """Screenshots at 1280 and 768 px; also checks the page does not scroll sideways."""

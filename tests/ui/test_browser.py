@@ -296,6 +296,7 @@ def test_every_page_renders_without_console_errors_at_both_widths(ui, stack):
         expect(page.locator("h1, .swagger-ui").first).to_be_visible()
         page.wait_for_load_state("networkidle")
         if path != "/api/docs/":
+            assert not ui.unlabelled(), f"{path}: form controls without a label: {ui.unlabelled()}"
             ui.shot(path.strip("/").replace("/", "-") or "dashboard")
     event = ui.go("/events/").locator(".thumb:has(img) a.pic").first
     event.click()

@@ -214,6 +214,15 @@ def test_artifact_release_and_deployment_pages(operator, ota_ready):
     }
     listing = operator.get(reverse("ota:deployments"), {"tab": "active"}).content.decode()
     assert "lobby 1.0" in listing
+    operator.post(created.url, {"action": "abort"})
+    later = (timezone.now() + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    operator.post(
+        reverse("ota:deployment-create"),
+        {**form, "name": "lobby night", "abort_failure_rate": 0.5, "start_now": "on", "scheduled_at": later},
+    )
+    assert Deployment.objects.get(name="lobby night").state == "scheduled"
+    scheduled = operator.get(reverse("ota:deployments"), {"tab": "scheduled"}).content.decode()
+    assert "lobby night" in scheduled and "lobby 1.0" not in scheduled
 
 
 def test_camera_page_sends_commands_and_shows_its_usage_and_history(operator):
