@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
@@ -29,6 +31,8 @@ urlpatterns = [
     path("", include("telemetry.urls")),
     path("updates/", include("ota.urls")),
     path("admin/", admin.site.urls),
+    # Browsers ask for it on pages without an icon link (the Django admin's): no 404 in the console.
+    path("favicon.ico", RedirectView.as_view(url=static("fleet/favicon.svg"), permanent=True)),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script as a file: the CSP allows no inline script.
