@@ -92,7 +92,7 @@ def criteria_querydict(criteria: dict) -> QueryDict:
 
 
 class SiteFilterSet(django_filters.FilterSet):
-    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
 
     class Meta:
         model = Site
@@ -100,7 +100,7 @@ class SiteFilterSet(django_filters.FilterSet):
 
 
 class HardwareModelFilterSet(django_filters.FilterSet):
-    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
 
     class Meta:
         model = HardwareModel
@@ -108,7 +108,7 @@ class HardwareModelFilterSet(django_filters.FilterSet):
 
 
 class DeviceGroupFilterSet(django_filters.FilterSet):
-    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
 
     class Meta:
         model = DeviceGroup
@@ -116,7 +116,7 @@ class DeviceGroupFilterSet(django_filters.FilterSet):
 
 
 class TagFilterSet(django_filters.FilterSet):
-    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
 
     class Meta:
         model = Tag

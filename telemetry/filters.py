@@ -11,9 +11,9 @@ from telemetry.models.ingest import DeadLetterReason
 
 
 class DeadLetterFilterSet(django_filters.FilterSet):
-    reason = django_filters.ChoiceFilter(choices=DeadLetterReason.choices)
-    after = UtcDateTimeFilter(field_name="received_at", lookup_expr="gte")
-    before = UtcDateTimeFilter(field_name="received_at", lookup_expr="lt")
+    reason = django_filters.ChoiceFilter(choices=DeadLetterReason.choices, empty_label="Any")
+    after = UtcDateTimeFilter(field_name="received_at", lookup_expr="gte", label="From (UTC)")
+    before = UtcDateTimeFilter(field_name="received_at", lookup_expr="lt", label="Until (UTC)")
 
     class Meta:
         model = DeadLetter

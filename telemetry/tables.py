@@ -20,7 +20,7 @@ class AlertTable(tables.Table):
                "td__input": {"data-pick": "1", "form": "ack-form", "name": "alert", "aria-label": "Select"}},
     )  # fmt: skip
     created_at = TimeColumn(verbose_name="Raised", site="device__site")
-    rule = tables.Column(accessor="rule__name", orderable=False)
+    rule = tables.Column(accessor="rule__name", orderable=False, verbose_name="Rule")
     label = tables.Column(accessor="event__label", orderable=False)
     score = tables.Column(accessor="event__score", orderable=False)
     device = tables.Column(accessor="device__name", orderable=False, verbose_name="Camera",

@@ -46,14 +46,14 @@ class EventFilterSet(django_filters.FilterSet):
 
 
 class AlertFilterSet(django_filters.FilterSet):
-    rule = IdMultipleChoiceFilter(queryset=AlertRule.objects.all())
-    device = django_filters.BaseInFilter(field_name="device__device_id")
-    site = IdMultipleChoiceFilter(field_name="device__site", queryset=Site.objects.all())
+    rule = IdMultipleChoiceFilter(queryset=AlertRule.objects.all(), label="Rule")
+    device = django_filters.BaseInFilter(field_name="device__device_id", label="Camera (device id)")
+    site = IdMultipleChoiceFilter(field_name="device__site", queryset=Site.objects.all(), label="Site")
     acknowledged = django_filters.BooleanFilter(
-        field_name="acknowledged_at", lookup_expr="isnull", exclude=True
+        field_name="acknowledged_at", lookup_expr="isnull", exclude=True, label="Acknowledged"
     )
-    after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte", label="From (UTC)")
+    before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt", label="Until (UTC)")
 
     class Meta:
         model = Alert
@@ -61,7 +61,7 @@ class AlertFilterSet(django_filters.FilterSet):
 
 
 class AlertRuleFilterSet(django_filters.FilterSet):
-    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
 
     class Meta:
         model = AlertRule

@@ -18,7 +18,7 @@ from telemetry.commands.services import command_send
 from telemetry.events.alerts import alerts_acknowledge
 from telemetry.events.filters import AlertFilterSet, EventFilterSet
 from telemetry.events.services import events_mark_reviewed
-from telemetry.models.events import Alert, Event
+from telemetry.models.events import Alert, Event, WebhookState
 from telemetry.tables import AlertTable
 from telemetry.views.camera import media_urls, with_media
 
@@ -135,6 +135,7 @@ class AlertInbox(RoleRequired, FilteredTableView):
         choice_filter(
             filterset.form, "acknowledged", [("", "Any"), ("false", "Open"), ("true", "Acknowledged")]
         )
+        choice_filter(filterset.form, "webhook_state", [("", "Any"), *WebhookState.choices])
         return filterset
 
     def get_filterset_kwargs(self, filterset_class):
