@@ -260,3 +260,24 @@ def test_bulk_revoke_needs_the_confirmation_and_names_the_count(operator, identi
     assert "Revoke 2 cameras?" in confirm
     operator.post(reverse("devices:bulk"), {**data, "confirmed": "1"})
     assert DeviceCertificate.objects.filter(revoked_at__isnull=False).count() == 2
+
+
+def test_uplink_today_counts_each_camera_in_its_own_local_day(operator):
+    import zoneinfo
+
+    from telemetry.models import DataUsage
+    from telemetry.models.policies import BandwidthPolicy
+
+    tokyo, lisbon = SiteFactory(timezone="Asia/Tokyo"), SiteFactory(timezone="Europe/Lisbon")
+    a, b = DeviceFactory(site=tokyo), DeviceFactory(site=lisbon)
+    now = timezone.now()
+    for device, tz, n in ((a, "Asia/Tokyo", 3 * 1024 * 1024), (b, "Europe/Lisbon", 1024)):
+        local_today = now.astimezone(zoneinfo.ZoneInfo(tz)).date()
+        DataUsage.objects.create(device=device, day=local_today, uplink_class="thumbnail", bytes=n)
+        DataUsage.objects.create(
+            device=device, day=local_today - dt.timedelta(days=1), uplink_class="clip", bytes=10**9
+        )
+    BandwidthPolicy.objects.create(name="fleet", max_kbps=256, daily_budget_mb=2)
+    page = operator.get(reverse("telemetry:dashboard-part", args=["uplink"])).content.decode()
+    assert "3.0 MiB" in page  # 3 MiB + 1 KiB today; yesterday's gigabyte is not today
+    assert 'class="bad"' in page  # camera a is over the 2 MiB daily budget
