@@ -22,6 +22,7 @@ from devices import selectors, services
 from devices.enrollment import enrollment_token_create, enrollment_token_revoke
 from devices.filters import DeviceFilterSet, DeviceGroupFilterSet, SiteFilterSet, criteria_querydict
 from devices.forms import (
+    BULK_ACTIONS,
     BulkForm,
     ColumnsForm,
     EnrollmentTokenForm,
@@ -184,7 +185,7 @@ class CameraBulk(RoleRequired, View):
                 n = devices_revoke(actor=actor, device_ids=device_ids, reason="revoked by operator")
         except FleetError as exc:
             return refused(request, exc, back)
-        verb = dict(form.fields["action"].choices)[action].lower()
+        verb = dict(BULK_ACTIONS)[action].lower()
         messages.success(request, f"Done: {verb} for {n} camera{'s' if n != 1 else ''}.")
         return redirect(back)
 
@@ -219,16 +220,12 @@ class CameraBulk(RoleRequired, View):
                 "more": max(0, count - len(names)),
                 "hidden": hidden,
                 "action": reverse("devices:bulk"),
-                "submit": f"{dict(form_choices())[action]}: {noun}",
+                "submit": f"{dict(BULK_ACTIONS)[action]}: {noun}",
                 "danger": action == "revoke",
                 "back": back,
                 "section": "cameras",
             },
         )
-
-
-def form_choices():
-    return BulkForm.base_fields["action"].choices
 
 
 class SaveFilter(RoleRequired, View):

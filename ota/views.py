@@ -191,12 +191,8 @@ class DeploymentMatches(RoleRequired, View):
 
     def get(self, request):
         form = DeploymentForm(request.GET)
-        form.is_valid()  # only the target fields matter here; their cleaned values are there if valid
-        targets = {}
-        for name in DeploymentForm.TARGET_FIELDS:
-            value = form.cleaned_data.get(name) if hasattr(form, "cleaned_data") else None
-            if value:
-                targets[name] = list(value) if name in ("tags", "devices") else [v.pk for v in value]
+        form.is_valid()  # only the target fields matter here: their cleaned values are kept either way
+        targets = form.targets()
         if not targets:
             return HttpResponse('<span class="muted" data-matches="0">Pick at least one target.</span>')
         try:

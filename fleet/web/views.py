@@ -87,6 +87,8 @@ class ServiceFormView(View):
             "intro": self.intro,
             "can_delete": obj is not None and self.services[2] is not None,
             "section": "settings",
+            # The role check runs again on POST; this only spares a viewer a form they cannot send.
+            "read_only": not request.user.has_role(getattr(self, "write_role", "operator")),
         }
         return render(request, self.template_name, context)
 

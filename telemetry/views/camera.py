@@ -159,7 +159,7 @@ class CameraCommands(RoleRequired, View):
         device = get_object_or_404(Device, device_id=device_id)
         back = reverse("telemetry:camera", args=[device_id])
         name = request.POST.get("name", "")
-        args = {"event_id": request.POST["event_id"]} if name == "upload_clip" else {}
+        args = {"event_id": request.POST.get("event_id", "")} if name == "upload_clip" else {}
         try:
             command = command_send(actor=ui_actor(request), device=device, name=name, args=args)
         except FleetError as exc:

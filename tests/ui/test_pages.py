@@ -181,3 +181,10 @@ def test_cameras_rows_escape_what_devices_and_people_typed(signed_in):
     DeviceFactory(name='<script>alert("x")</script>', serial="<b>SN</b>")
     page = signed_in("viewer").get(reverse("devices:list")).content.decode()
     assert "<script>alert" not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+
+
+def test_a_viewer_sees_settings_forms_read_only(signed_in):
+    site = SiteFactory(name="Porto")
+    page = signed_in("viewer").get(reverse("devices:site", args=[site.pk])).content.decode()
+    assert "can look at this but not change it" in page and "disabled" in page
+    assert "Delete…" not in page and ">Save<" not in page
