@@ -57,7 +57,8 @@
       } catch (e) { el.remove(); }
     });
     // Timeline ticks: data-at = position 0..1 along the axis.
-    each(root, "[data-at]", function (el) { el.style.left = "calc(" + (parseFloat(el.dataset.at) * 100) + "% - 1px)"; });
+    // Inset by 20 px on each side, so a thumbnail at either end stays inside the track.
+    each(root, "[data-at]", function (el) { el.style.left = "calc(20px + (100% - 40px) * " + parseFloat(el.dataset.at) + ")"; });
   }
 
   // Time series: <div class="chart" data-src="url" data-series='[["cpu_pct","CPU %"]]' data-refresh="10">.
