@@ -6,7 +6,7 @@ from fleet.web.tables import TimeColumn
 
 class UserTable(tables.Table):
     username = tables.Column(linkify=("accounts:user", {"pk": tables.A("pk")}))
-    last_login = TimeColumn()
+    last_login = TimeColumn(verbose_name="Last sign-in")
 
     class Meta:
         model = User
@@ -16,9 +16,9 @@ class UserTable(tables.Table):
 
 class ApiTokenTable(tables.Table):
     prefix = tables.Column(verbose_name="Key starts")
-    user = tables.Column(accessor="user__username")
-    expires_at = TimeColumn()
-    last_used_at = TimeColumn()
+    user = tables.Column(accessor="user__username", verbose_name="User")
+    expires_at = TimeColumn(verbose_name="Expires")
+    last_used_at = TimeColumn(verbose_name="Last used")
     state = tables.TemplateColumn(
         "{% if record.is_active %}active{% elif record.revoked_at %}revoked{% else %}expired{% endif %}",
         orderable=False,
