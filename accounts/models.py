@@ -17,6 +17,8 @@ ROLE_RANK = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3}
 
 class User(AbstractUser):
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    # Web UI choices remembered per person, e.g. {"columns.cameras": ["name", "site"]}.
+    preferences = models.JSONField(default=dict, blank=True)
 
     audit_exclude = ("password",)
 

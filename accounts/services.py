@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import authenticate
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -141,3 +142,56 @@ def admin_ensure(*, username: str = "admin") -> tuple[User, str | None]:
     user = User.objects.create_superuser(username=username, email="", password=password, role=Role.ADMIN)
     audit_record(actor=Actor.system("demo"), action="user.create", instance=user, after=snapshot(user))
     return user, password
+
+
+# -- web UI sign-in ----------------------------------------------------------------------------
+
+
+def _login_keys(*, username: str, address: str) -> list[str]:
+    return [f"login-fail:user:{username.lower()[:150]}", f"login-fail:addr:{address[:45]}"]
+
+
+def login_allowed(*, username: str, address: str) -> bool:
+    """False once LOGIN_FAILURES_MAX failures for this user name or this address fell within the window."""
+    limit = settings.LOGIN_FAILURES_MAX
+    return all((cache.get(key) or 0) < limit for key in _login_keys(username=username, address=address))
+
+
+def login_failed(*, username: str, address: str) -> None:
+    """Count a failed sign-in for the user name and the address (shared cache: every replica sees it)."""
+    window = settings.LOGIN_FAILURES_WINDOW_S
+    for key in _login_keys(username=username, address=address):
+        if cache.add(key, 1, timeout=window):
+            continue
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, timeout=window)
+    audit_record(
+        actor=Actor(user=None, source=AuditSource.UI, label=username[:150] or "anonymous"),
+        action="user.login_failed",
+        object_type="user",
+        after={"username": username[:150], "address": address[:45]},
+    )
+
+
+def login_succeeded(*, username: str, address: str) -> None:
+    cache.delete_many(_login_keys(username=username, address=address))
+
+
+def user_password_change(*, actor: Actor, user: User, password: str) -> User:
+    """Set a new password (validated by the caller's form); audited without the hash."""
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    audit_record(actor=actor, action="user.password_change", instance=user)
+    return user
+
+
+def user_preference_set(*, actor: Actor, user: User, key: str, value: object) -> User:
+    """Remember one UI choice for `user` (e.g. the cameras table's columns)."""
+    user = User.objects.get(pk=user.pk)  # a request's user is a lazy proxy; write the row itself
+    prefs = dict(user.preferences or {})
+    if prefs.get(key) == value:
+        return user
+    prefs[key] = value
+    return model_update(instance=user, actor=actor, data={"preferences": prefs}, action="user.preference")

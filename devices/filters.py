@@ -15,12 +15,18 @@ class TagNameFilter(django_filters.ModelMultipleChoiceFilter):
     """Tags are addressed by name (the ids mean nothing to an operator)."""
 
 
+CONNECTIVITY_CHOICES = [("online", "online"), ("offline", "offline"), ("never_seen", "never seen")]
+
+
 class DeviceFilterSet(django_filters.FilterSet):
     # distinct=False where a join cannot repeat a device (one site, one hardware model, unique tag
     # pairs): DISTINCT would make PostgreSQL sort every match before the page LIMIT (bench/README.md).
     site = IdMultipleChoiceFilter(queryset=Site.objects.all(), distinct=False, help_text="Site ids (any of).")
     group = IdMultipleChoiceFilter(
-        field_name="groups", queryset=DeviceGroup.objects.all(), help_text="Group ids (any of)."
+        field_name="groups",
+        queryset=DeviceGroup.objects.all(),
+        label="Group",
+        help_text="Group ids (any of).",
     )
     tag = TagNameFilter(
         field_name="tags__name",
@@ -28,6 +34,7 @@ class DeviceFilterSet(django_filters.FilterSet):
         queryset=Tag.objects.all(),
         conjoined=True,
         distinct=False,
+        label="Tag",
         help_text="Tag names (all of).",
     )
     hardware_model = IdMultipleChoiceFilter(
@@ -40,10 +47,31 @@ class DeviceFilterSet(django_filters.FilterSet):
     last_seen_after = UtcDateTimeFilter(field_name="last_seen_at", lookup_expr="gte")
     last_seen_before = UtcDateTimeFilter(field_name="last_seen_at", lookup_expr="lt")
     q = django_filters.CharFilter(method="search", help_text="Search name, device id and serial.")
+    connectivity = django_filters.MultipleChoiceFilter(
+        choices=CONNECTIVITY_CHOICES,
+        method="filter_connectivity",
+        label="Online",
+        help_text="online, offline or never_seen (any of): as GET /fleet/status/ counts them.",
+    )
 
     class Meta:
         model = Device
         fields = []
+
+    def filter_connectivity(self, queryset, name, values):
+        # `status` is telemetry's DeviceStatus (one row per device that ever spoke), reached by its
+        # reverse relation so the registry does not import the app that builds on it.
+        wanted = set(values)
+        if not wanted or wanted == {c for c, _ in CONNECTIVITY_CHOICES}:
+            return queryset
+        q = Q()
+        if "never_seen" in wanted:
+            q |= Q(last_seen_at__isnull=True)
+        if "online" in wanted:
+            q |= Q(last_seen_at__isnull=False, status__online=True)
+        if "offline" in wanted:
+            q |= Q(last_seen_at__isnull=False) & (Q(status__online=False) | Q(status__isnull=True))
+        return queryset.filter(q)
 
     def search(self, queryset, name, value):
         value = value.strip()
@@ -64,7 +92,7 @@ def criteria_querydict(criteria: dict) -> QueryDict:
 
 
 class SiteFilterSet(django_filters.FilterSet):
-    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
 
     class Meta:
         model = Site
@@ -72,7 +100,7 @@ class SiteFilterSet(django_filters.FilterSet):
 
 
 class HardwareModelFilterSet(django_filters.FilterSet):
-    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
 
     class Meta:
         model = HardwareModel
@@ -80,7 +108,7 @@ class HardwareModelFilterSet(django_filters.FilterSet):
 
 
 class DeviceGroupFilterSet(django_filters.FilterSet):
-    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
 
     class Meta:
         model = DeviceGroup
@@ -88,7 +116,7 @@ class DeviceGroupFilterSet(django_filters.FilterSet):
 
 
 class TagFilterSet(django_filters.FilterSet):
-    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
 
     class Meta:
         model = Tag

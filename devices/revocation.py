@@ -98,3 +98,12 @@ def crl_refresh() -> int:
     for device_id in device_ids:
         revocation_apply(device_id=device_id)
     return len(device_ids)
+
+
+def devices_revoke(*, actor: Actor, device_ids: list[str], reason: str = "") -> int:
+    """Revoke every live certificate of many devices at once (a bulk action); returns the devices cut off."""
+    revoked = 0
+    with transaction.atomic():
+        for device in Device.objects.filter(device_id__in=device_ids).order_by("pk"):
+            revoked += bool(device_revoke(actor=actor, device=device, reason=reason))
+    return revoked

@@ -27,6 +27,9 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_htmx",
+    "django_tables2",
+    "csp",
     "fleet",
     "accounts",
     "devices",
@@ -45,6 +48,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "fleet.urls"
@@ -61,6 +66,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "fleet.web.context.ui",
             ]
         },
     }
@@ -86,7 +92,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login/"
+CSRF_FAILURE_VIEW = "fleet.views.csrf_failure"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -171,6 +180,37 @@ LOGGING = {
 # The URL devices and API clients use to reach this server (enrollment answers, signed upload URLs).
 PUBLIC_URL = env.str("PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
 
+# --- web UI ---
+# Cookies only over HTTPS where the server is reached over TLS (PUBLIC_URL https://...).
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=PUBLIC_URL.startswith("https://"))
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=SESSION_COOKIE_SECURE)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)
+# Failed logins allowed per user name and per client address within the window, then refused.
+LOGIN_FAILURES_MAX = env.int("LOGIN_FAILURES_MAX", default=10)
+LOGIN_FAILURES_WINDOW_S = env.int("LOGIN_FAILURES_WINDOW_S", default=15 * 60)
+DJANGO_TABLES2_TEMPLATE = "tables/table.html"
+# Dashboard "cameras with problems": offline longer than this, this hot, this many items queued.
+DASHBOARD_OFFLINE_AFTER_S = env.int("DASHBOARD_OFFLINE_AFTER_S", default=3600)
+DASHBOARD_HOT_C = env.float("DASHBOARD_HOT_C", default=80.0)
+DASHBOARD_BACKLOG_ITEMS = env.int("DASHBOARD_BACKLOG_ITEMS", default=100)
+# No inline script or style anywhere: every asset is a file under static/ (htmx from django-htmx).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "media-src": ["'self'", "blob:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
 # PKI: the device CA and the server's own MQTT identities live here (see docs/security.md).
 PKI_DIR = Path(env.str("PKI_DIR", default=str(DATA_DIR / "pki")))
 # Encrypts the CA private key at rest. The embedded default derives one; production must set it.
@@ -196,6 +236,10 @@ S3_BUCKET = env.str("S3_BUCKET", default="fleet")
 S3_ACCESS_KEY_ID = env.str("S3_ACCESS_KEY_ID", default="")
 S3_SECRET_ACCESS_KEY = env.str("S3_SECRET_ACCESS_KEY", default="")
 S3_REGION = env.str("S3_REGION", default="us-east-1")
+if STORAGE_BACKEND == "s3" and S3_ENDPOINT_URL:
+    # Snapshots and clips are shown from presigned object-store URLs.
+    for _directive in ("img-src", "media-src"):
+        CONTENT_SECURITY_POLICY["DIRECTIVES"][_directive].append(S3_ENDPOINT_URL.rstrip("/"))
 
 # --- storage ---
 READINESS_CHECKS["storage"] = "fleet.storage.check_storage"

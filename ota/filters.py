@@ -15,8 +15,8 @@ from ota.models import (
 
 
 class ModelArtifactFilterSet(django_filters.FilterSet):
-    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
-    hardware_model = django_filters.CharFilter(field_name="hardware_models__name")
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
+    hardware_model = django_filters.CharFilter(field_name="hardware_models__name", label="Hardware")
 
     class Meta:
         model = ModelArtifact
@@ -24,8 +24,8 @@ class ModelArtifactFilterSet(django_filters.FilterSet):
 
 
 class ReleaseFilterSet(django_filters.FilterSet):
-    model = django_filters.CharFilter(field_name="track__name")
-    hardware_model = django_filters.CharFilter(field_name="hardware_models__name")
+    model = django_filters.CharFilter(field_name="track__name", label="Model")
+    hardware_model = django_filters.CharFilter(field_name="hardware_models__name", label="Hardware")
 
     class Meta:
         model = Release
@@ -34,7 +34,7 @@ class ReleaseFilterSet(django_filters.FilterSet):
 
 class DeploymentFilterSet(django_filters.FilterSet):
     state = django_filters.MultipleChoiceFilter(choices=DeploymentState.choices)
-    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
 
     class Meta:
         model = Deployment
@@ -43,7 +43,7 @@ class DeploymentFilterSet(django_filters.FilterSet):
 
 class DeviceUpdateFilterSet(django_filters.FilterSet):
     state = django_filters.MultipleChoiceFilter(choices=OtaState.choices)
-    device = django_filters.CharFilter(field_name="device__device_id")
+    device = django_filters.CharFilter(field_name="device__device_id", label="Camera (device id)")
 
     class Meta:
         model = DeviceUpdate

@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from ota.models import FAILED_STATES, TERMINAL, Deployment, DeviceUpdate
+from ota.models import FAILED_STATES, TERMINAL, Deployment, DeviceUpdate, Release
 from protocol.vocab import OTA_STATES
 
 
@@ -62,3 +62,91 @@ def deployment_progress(*, deployment: Deployment, now: dt.datetime | None = Non
         eta_s=eta if remaining else 0.0,
     )
     return result
+
+
+def deployments_active(*, limit: int = 10) -> list[tuple[Deployment, dict[str, Any]]]:
+    """Running, paused and scheduled deployments with their progress (one query each, at most `limit`)."""
+    from ota.models import ACTIVE_DEPLOYMENT_STATES
+
+    active = deployment_queryset().filter(state__in=ACTIVE_DEPLOYMENT_STATES).order_by("-id")[:limit]
+    return [(d, deployment_progress(deployment=d)) for d in active]
+
+
+def device_update_history(*, device_pk: int, limit: int = 20) -> QuerySet[DeviceUpdate]:
+    """A camera's OTA history, newest first, with the deployment and release it belonged to."""
+    return (
+        DeviceUpdate.objects.filter(device_id=device_pk)
+        .select_related("deployment__release__track")
+        .order_by("-id")[:limit]
+    )
+
+
+def failing_updates(*, deployment: Deployment, limit: int = 50) -> QuerySet[DeviceUpdate]:
+    """The cameras of a deployment that failed, rolled back or timed out, with their reasons."""
+    return (
+        DeviceUpdate.objects.filter(deployment=deployment, state__in=FAILED_STATES)
+        .select_related("device")
+        .order_by("-finished_at", "-id")[:limit]
+    )
+
+
+def release_verification(*, release: Release, now: dt.datetime | None = None) -> tuple[bool, str]:
+    """Check a release's manifest now exactly as a device would (the key list in force, the root key).
+
+    (True, "…") when a device of the first listed hardware would accept it; (False, reason) otherwise.
+    """
+    from ota.errors import OtaError
+    from ota.services.keys import current_keylist, root_public_key
+    from protocol.errors import ManifestError
+    from protocol.manifest import verify_keylist, verify_manifest
+
+    now = now or timezone.now()
+    hardware = sorted(hw.name for hw in release.hardware_models.all())
+    try:
+        keylist = verify_keylist(
+            current_keylist().document, root_public_key=root_public_key(), current_version=None, now=now
+        )
+        verify_manifest(
+            release.manifest,
+            keylist=keylist,
+            installed_serial=None,
+            hardware_model=hardware[0] if hardware else "",
+            agent_version=release.min_agent_version,
+            now=now,
+        )
+    except ManifestError as exc:
+        return False, f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
+    except OtaError as exc:
+        return False, exc.message
+    return (
+        True,
+        f"signature valid (key {release.signed_by.keyid[:12]}…), key list v{keylist.version}, expires {release.expires_at:%Y-%m-%d}",
+    )
+
+
+def deployment_match_count(*, targets: dict) -> int:
+    """How many cameras a target selection matches now (the live count of the create form)."""
+    from ota.services.deployments import targets_queryset
+
+    return targets_queryset(targets).count()
+
+
+def targets_described(*, targets: dict) -> list[str]:
+    """A deployment's target selectors in words ("group street", "tag outdoor"), names looked up."""
+    from devices.models import DeviceGroup, HardwareModel, SavedFilter, Site
+
+    models = {
+        "groups": DeviceGroup,
+        "sites": Site,
+        "hardware_models": HardwareModel,
+        "saved_filters": SavedFilter,
+    }
+    words = {"groups": "group", "sites": "site", "hardware_models": "hardware", "saved_filters": "saved filter",
+             "tags": "tag", "devices": "camera"}  # fmt: skip
+    out = []
+    for kind, values in (targets or {}).items():
+        if kind in models:
+            names = dict(models[kind].objects.filter(pk__in=values).values_list("pk", "name"))
+            values = [names.get(v, f"#{v} (deleted)") for v in values]
+        out.extend(f"{words.get(kind, kind)} {v}" for v in values)
+    return out

@@ -22,6 +22,7 @@ from edge.agent.identity import Identity
 from edge.agent.link import full_jitter
 from protocol import topics
 from protocol.errors import ManifestError, MessageError, TopicError
+from protocol.images import encode_inline_thumbnail, fits_inline
 from protocol.manifest import verify_keylist, verify_manifest
 from protocol.messages import (
     Ack,
@@ -60,6 +61,26 @@ class DeviceStats:
     refused_down: int = 0
     acks: list[tuple[str, str]] = field(default_factory=list)  # (command_id, status)
     ota: list[tuple[str, str, str | None]] = field(default_factory=list)  # (deployment, state, reason)
+
+
+def sim_thumbnail(bbox: list[float], colour: int) -> str | None:
+    """A drawn stand-in for the best frame: a dim scene with the box where the detection is, as
+    base64 WebP within the inline cap (protocol.images). None without OpenCV or if it came out too big."""
+    try:
+        import cv2
+        import numpy as np
+    except ImportError:
+        return None
+    w, h = 160, 100
+    img = np.full((h, w, 3), (60, 64, 70), np.uint8)
+    cv2.rectangle(img, (0, int(h * 0.7)), (w, h), (80, 96, 88), -1)  # ground
+    x, y, bw, bh = (int(bbox[0] * w), int(bbox[1] * h), int(bbox[2] * w), int(bbox[3] * h))
+    fill = (colour & 0xFF, (colour >> 8) & 0xFF, (colour >> 16) & 0xFF)
+    cv2.rectangle(img, (x, y), (x + max(bw, 4), y + max(bh, 4)), fill, -1)
+    ok, buf = cv2.imencode(".webp", img, [cv2.IMWRITE_WEBP_QUALITY, 50])
+    if not ok or not fits_inline(buf.tobytes()):
+        return None
+    return encode_inline_thumbnail(buf.tobytes())
 
 
 class VirtualDevice:
@@ -281,6 +302,8 @@ class VirtualDevice:
         }
         self.publish("events", make(Events, events=[det]))
         end = {**det, "end": start + r.uniform(2, 10)}
+        if self.settings.thumbnails:
+            end["thumbnail"] = sim_thumbnail(det["bbox"], r.randrange(1 << 24))
         asyncio.get_running_loop().call_later(
             end["end"] - start, lambda: self.publish("events", make(Events, events=[end]))
         )

@@ -27,3 +27,4 @@ class SimSettings:
     offline_s: tuple[float, float] = (5.0, 30.0)  # how long a dropped device stays away
     bad_every_s: float = 60.0  # mean time between bad payloads of a misbehaving device
     reboot_s: float = 2.0
+    thumbnails: bool = True  # a small drawn WebP inline in each end report, as the real agent sends

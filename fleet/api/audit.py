@@ -10,13 +10,15 @@ from fleet.models import AuditEntry, AuditSource
 
 class AuditFilterSet(django_filters.FilterSet):
     action = django_filters.CharFilter()
-    action_prefix = django_filters.CharFilter(field_name="action", lookup_expr="startswith")
+    action_prefix = django_filters.CharFilter(
+        field_name="action", lookup_expr="startswith", label="Action starts with"
+    )
     object_type = django_filters.CharFilter()
     object_id = django_filters.CharFilter()
-    actor = django_filters.CharFilter(field_name="actor_label")
+    actor = django_filters.CharFilter(field_name="actor_label", label="Who")
     source = django_filters.ChoiceFilter(choices=AuditSource.choices)
-    after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte", label="From (UTC)")
+    before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt", label="Until (UTC)")
 
     class Meta:
         model = AuditEntry

@@ -3,8 +3,8 @@
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
-from django.http import Http404, JsonResponse
-from rest_framework import exceptions, status
+from django.http import Http404
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -56,11 +56,3 @@ def exception_handler(exc, context):
             code = "error"
         response.data = error_body(code, _first_message(getattr(exc, "detail", str(exc))))
     return response
-
-
-def json_404(request, exception=None):
-    return JsonResponse(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
-
-
-def json_500(request):
-    return JsonResponse(error_body("server_error", "Internal server error."), status=500)

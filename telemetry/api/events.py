@@ -49,6 +49,7 @@ class EventSerializer(serializers.ModelSerializer):
             "media",
             "received_at",
             "updated_at",
+            "reviewed_at",
         ]
         read_only_fields = fields
 

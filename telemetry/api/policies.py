@@ -11,6 +11,7 @@ from fleet.api.serializers import StrictModelSerializer
 from fleet.api.viewsets import ServiceModelViewSet
 from fleet.errors import FleetError
 from protocol.vocab import UPLINK_CLASSES
+from telemetry.filters import BandwidthPolicyFilterSet
 from telemetry.models.policies import BandwidthPolicy, DataUsage, DeviceConfigState
 from telemetry.policies import services
 from telemetry.policies.usage import data_usage
@@ -58,7 +59,7 @@ class BandwidthPolicyViewSet(ServiceModelViewSet):
 
     queryset = BandwidthPolicy.objects.select_related("device", "group")
     serializer_class = BandwidthPolicySerializer
-    filterset_fields = ["group", "metered"]
+    filterset_class = BandwidthPolicyFilterSet
     services = (services.policy_create, services.policy_update, services.policy_delete)
 
 

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from accounts.models import Role
 from devices.models import Device
+from telemetry.filters import DeadLetterFilterSet
 from telemetry.models import DeadLetter
 from telemetry.status import selectors
 
@@ -102,5 +103,5 @@ class DeadLetterViewSet(viewsets.ReadOnlyModelViewSet):
 
     queryset = DeadLetter.objects.all()
     serializer_class = DeadLetterSerializer
-    filterset_fields = ["reason", "device_id", "kind"]
+    filterset_class = DeadLetterFilterSet
     read_role = Role.OPERATOR  # payload heads may carry what a device should not have sent

@@ -108,3 +108,13 @@ def alert_rule_update(*, actor: Actor, instance: AlertRule, data: dict) -> Alert
 
 def alert_rule_delete(*, actor: Actor, instance: AlertRule) -> None:
     model_delete(instance=instance, actor=actor)
+
+
+def alerts_acknowledge(*, actor: Actor, alert_pks: list[int]) -> int:
+    """Acknowledge many alerts at once; the ones acknowledged already are skipped. Returns how many."""
+    done = 0
+    with transaction.atomic():
+        for alert in Alert.objects.filter(pk__in=alert_pks, acknowledged_at__isnull=True).order_by("pk"):
+            alert_acknowledge(actor=actor, alert=alert)
+            done += 1
+    return done

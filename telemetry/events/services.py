@@ -9,6 +9,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from devices.models import Device
+from fleet.audit import Actor
+from fleet.models import AuditEntry
 from protocol.up import Detection
 from telemetry.models.events import Event
 
@@ -79,3 +81,31 @@ def events_ingest(*, device: Device, detections: Sequence[Detection]) -> list[in
 
             transaction.on_commit(lambda: alerts_evaluate(event_pks=touched))
     return touched
+
+
+def events_mark_reviewed(*, actor: Actor, event_pks: list[int], reviewed: bool = True) -> int:
+    """Mark events reviewed (or back to unreviewed) by `actor`; one audit entry per event changed."""
+    with transaction.atomic():
+        events = list(
+            Event.objects.select_for_update()
+            .filter(pk__in=event_pks, reviewed_at__isnull=reviewed)
+            .order_by("pk")
+        )
+        now = timezone.now()
+        for event in events:
+            event.reviewed_at, event.reviewed_by = (now, actor.user) if reviewed else (None, None)
+        Event.objects.bulk_update(events, ["reviewed_at", "reviewed_by"])
+        AuditEntry.objects.bulk_create(
+            AuditEntry(
+                actor=actor.user,
+                actor_label=actor.name[:150],
+                source=actor.source,
+                action="event.review" if reviewed else "event.unreview",
+                object_type="event",
+                object_id=str(e.pk),
+                object_repr=str(e)[:200],
+                after={"reviewed_at": e.reviewed_at.isoformat() if e.reviewed_at else None},
+            )
+            for e in events
+        )
+    return len(events)

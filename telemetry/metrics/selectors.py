@@ -54,3 +54,37 @@ def metric_series(
             .values("bucket", "samples", *fields)[: limit + 1]
         ]
     return rows[:limit], len(rows) > limit
+
+
+def metric_class_series(
+    *, device: Device, after: dt.datetime, before: dt.datetime, bucket_s: int = 0, limit: int = MAX_POINTS
+) -> dict[str, Any]:
+    """Queue depth and bytes sent per uplink class over [after, before), from raw samples.
+
+    {"ts": [...], "queue_depth": {class: [...]}, "bytes_sent": {class: [...]}}; with `bucket_s`,
+    samples are summed (bytes) or averaged-as-max (queue depth) per bucket. Rollups do not keep
+    the per-class maps, so this reads raw samples: callers keep the window within raw retention.
+    """
+    rows = (
+        MetricSample.objects.filter(device_id=device.pk, ts__gte=after, ts__lt=before)
+        .order_by("ts")
+        .values_list("ts", "queue_depth", "bytes_sent")[:limit]
+    )
+    buckets: dict[float, tuple[dict[str, float], dict[str, float]]] = {}
+    for ts, depth, sent in rows:
+        key = ts.timestamp()
+        if bucket_s:
+            key -= key % bucket_s
+        queue, sent_sum = buckets.setdefault(key, ({}, {}))
+        for cls, n in (depth or {}).items():
+            queue[cls] = max(queue.get(cls, 0), float(n))
+        for cls, n in (sent or {}).items():
+            sent_sum[cls] = sent_sum.get(cls, 0) + float(n)
+    stamps = sorted(buckets)
+    classes_q = sorted({c for q, _ in buckets.values() for c in q})
+    classes_b = sorted({c for _, b in buckets.values() for c in b})
+    return {
+        "ts": stamps,
+        "queue_depth": {c: [buckets[t][0].get(c) for t in stamps] for c in classes_q},
+        "bytes_sent": {c: [buckets[t][1].get(c) for t in stamps] for c in classes_b},
+    }

@@ -7,9 +7,10 @@ from typing import Any
 
 from django.db.models import Case, CharField, Count, Q, QuerySet, Value, When
 
-from devices.models import Device, DeviceState
+from devices.filters import CONNECTIVITY_CHOICES
+from devices.models import Device, DeviceState, Site
 
-CONNECTIVITY = ("online", "offline", "never_seen")
+CONNECTIVITY = tuple(value for value, _ in CONNECTIVITY_CHOICES)  # one list, shared with the filter
 
 # online: a birth (or traffic) on record and no will / silence since; never_seen: no message ever.
 connectivity = Case(
@@ -32,38 +33,29 @@ def fleet_devices() -> QuerySet[Device]:
 def fleet_status_summary() -> dict[str, Any]:
     """Counts online / offline / never seen, overall and by agent version, model version and site.
 
-    Two GROUP BY queries whatever the fleet size (the group counts are bounded by the
-    number of distinct versions and sites, not devices).
+    One GROUP BY query whatever the fleet size: its rows are bounded by the distinct (version pair,
+    site, connectivity) combinations, not devices; the breakdowns are summed from them here.
     """
     totals = _counts()
     by_agent: dict[str, dict[str, int]] = defaultdict(_counts)
     by_model: dict[str, dict[str, int]] = defaultdict(_counts)
+    by_site: dict[int | None, dict[str, Any]] = {}
     rows = (
         fleet_devices()
         .annotate(connectivity=connectivity)
-        .values("connectivity", "agent_version", "model_version")
+        .values("connectivity", "agent_version", "model_version", "site_id")
         .annotate(n=Count("id"))
         .order_by()
     )
+    names = dict(Site.objects.values_list("pk", "name"))
     for row in rows:
         state, n = row["connectivity"], row["n"]
-        for bucket in (totals, by_agent[row["agent_version"]], by_model[row["model_version"]]):
+        site = by_site.setdefault(
+            row["site_id"], {"site": row["site_id"], "site_name": names.get(row["site_id"], ""), **_counts()}
+        )
+        for bucket in (totals, by_agent[row["agent_version"]], by_model[row["model_version"]], site):
             bucket[state] += n
             bucket["total"] += n
-    by_site: dict[int | None, dict[str, Any]] = {}
-    site_rows = (
-        fleet_devices()
-        .annotate(connectivity=connectivity)
-        .values("connectivity", "site_id", "site__name")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    for row in site_rows:
-        site = by_site.setdefault(
-            row["site_id"], {"site": row["site_id"], "site_name": row["site__name"] or "", **_counts()}
-        )
-        site[row["connectivity"]] += row["n"]
-        site["total"] += row["n"]
 
     def listing(groups: dict[str, dict[str, int]], key: str) -> list[dict[str, Any]]:
         return [

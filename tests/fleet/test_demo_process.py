@@ -81,6 +81,11 @@ def test_demo_runs_the_whole_system_and_stops_on_ctrl_c(tmp_path):
         simulated = session.get(f"{base}/api/v1/devices/?tag=simulated", timeout=10).json()["results"]
         assert len(simulated) == 3 and all(d["hardware_model"] for d in simulated)
         assert len(session.get(f"{base}/api/v1/devices/", timeout=10).json()["results"]) == 6
+        # The web UI: `/` is the dashboard once signed in; the cameras page lists the simulated ones.
+        assert "/login/" in requests.get(f"{base}/", timeout=10).url
+        assert 'id="counts"' in session.get(f"{base}/", timeout=10).text
+        cameras = session.get(f"{base}/cameras/?tag=simulated", timeout=10).text
+        assert all(d["name"] in cameras for d in simulated)
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
