@@ -94,6 +94,54 @@ def client_id_for(role: str) -> str:
     return f"{INGEST_IDENTITY}-{role}-{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+RawPublish = Callable[[bytes, bytes, int, int], None]  # (topic bytes, payload, mid, qos)
+
+
+class _LeanClient(paho.Client):
+    """paho's client with a lean path for incoming QoS 0/1 PUBLISH: topic, payload and packet id only.
+
+    For each PUBLISH paho builds an MQTTMessage, parses the MQTT 5 properties into a Properties
+    object, decodes the topic for a debug log line and walks its topic-filter table for
+    per-topic callbacks: about half of what a message costs the receiving thread, which is the
+    ingest's ceiling (bench/README.md, "Ingest"). The ingest reads none of that. Anything this
+    path does not expect (QoS 2, a short packet) goes to paho's own handler.
+    """
+
+    on_publish_raw: RawPublish | None = None
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        publish = self.on_publish_raw
+        packet: bytes = self._in_packet["packet"]
+        qos = (self._in_packet["command"] & 0x06) >> 1
+        if publish is None or qos == 2:
+            return super()._handle_publish()
+        try:
+            end = 2 + int.from_bytes(packet[:2], "big")
+            topic, mid = packet[2:end], 0
+            if qos:
+                mid, end = int.from_bytes(packet[end : end + 2], "big"), end + 2
+            if self._protocol == MQTT_V5:  # skip the properties: a variable byte integer, then the bytes
+                length, shift = 0, 0
+                while True:
+                    byte = packet[end]
+                    end += 1
+                    length |= (byte & 0x7F) << shift
+                    if not byte & 0x80:
+                        break
+                    shift += 7
+                    if shift > 21:
+                        raise ValueError("properties length longer than 4 bytes")
+                end += length
+            if end > len(packet):
+                raise ValueError("packet shorter than its lengths")
+        except (IndexError, ValueError):
+            return super()._handle_publish()  # paho refuses it the way it always does
+        publish(topic, packet[end:], mid, qos)
+        if qos and not self._manual_ack:
+            return self._send_puback(mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
 class Connection:
     """One paho client with its network thread, connected to the broker with a known protocol.
 
@@ -115,6 +163,7 @@ class Connection:
         on_connect: Callable[[Connection, bool], None] | None,
         on_message: Callable[[Connection, paho.MQTTMessage], None] | None,
         reconnect_min_delay: float = 1.0,
+        on_publish: Callable[[Connection, bytes, bytes, int, int], None] | None = None,
     ) -> None:
         self.config = config
         self.protocol = protocol
@@ -127,7 +176,11 @@ class Connection:
         kwargs: dict[str, Any] = {"client_id": client_id, "protocol": protocol, "manual_ack": manual_ack}
         if protocol != MQTT_V5:
             kwargs["clean_session"] = clean_start
-        client = paho.Client(CallbackAPIVersion.VERSION2, **kwargs)
+        client = (_LeanClient if on_publish else paho.Client)(CallbackAPIVersion.VERSION2, **kwargs)
+        if on_publish is not None:
+            client.on_publish_raw = lambda topic, payload, mid, qos: on_publish(
+                self, topic, payload, mid, qos
+            )
         if config.tls:
             context = ssl.create_default_context(cafile=config.ca_file)
             context.load_cert_chain(config.cert_file, config.key_file)
@@ -222,11 +275,16 @@ def connect(
     manual_ack: bool = False,
     on_connect: Callable[[Connection, bool], None] | None = None,
     on_message: Callable[[Connection, paho.MQTTMessage], None] | None = None,
+    on_publish: Callable[[Connection, bytes, bytes, int, int], None] | None = None,
     timeout: float = 10.0,
     config: BrokerConfig | None = None,
     reconnect_min_delay: float = 1.0,
 ) -> Connection:
-    """A connected client: MQTT 5 if the broker speaks it, else 3.1.1. Raises MqttError."""
+    """A connected client: MQTT 5 if the broker speaks it, else 3.1.1. Raises MqttError.
+
+    `on_publish(conn, topic_bytes, payload, mid, qos)` instead of `on_message` takes incoming
+    QoS 0/1 messages by the lean path (_LeanClient): for a receiver whose speed matters.
+    """
     config = config or BrokerConfig.from_settings()
     last_error = "no protocol tried"
     for protocol in config.protocols():
@@ -241,6 +299,7 @@ def connect(
             on_connect=on_connect,
             on_message=on_message,
             reconnect_min_delay=reconnect_min_delay,
+            on_publish=on_publish,
         )
         try:
             if conn.start(timeout):

@@ -15,6 +15,7 @@ close and exits; the broker redelivers what was not acknowledged.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import multiprocessing
 import os
@@ -208,7 +209,7 @@ class ProcessCommitter:
 
     def _send(self, batch: list[Delivery]) -> None:
         try:
-            self._pipe.send(batch)
+            self._pipe.send(_wire(batch))
         except OSError:
             self._restart()  # sends every pending batch, this one included
 
@@ -228,10 +229,20 @@ class ProcessCommitter:
             self._start_child()
             try:
                 for batch in self._pending:  # each exactly once, or results would pair with the wrong batch
-                    self._pipe.send(batch)
+                    self._pipe.send(_wire(batch))
             except OSError:
                 continue
             return True
+
+
+def _wire(batch: list[Delivery]) -> list[tuple[str, bytes, float]]:
+    # Only what committing needs, as plain tuples: the child unpickles them in C, where
+    # rebuilding each namedtuple cost it a Python call per message.
+    return [(d.topic, d.payload, d.received_ts) for d in batch]
+
+
+def _utc(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, dt.UTC)
 
 
 def _child_main(
@@ -247,7 +258,7 @@ def _child_main(
             batch = pipe.recv()
         except EOFError:
             break
-        result = commit_batch([d.raw() for d in batch], stopped)
+        result = commit_batch([RawMessage(t, p, _utc(ts)) for t, p, ts in batch], stopped)
         try:
             pipe.send(result)
         except OSError:

@@ -18,7 +18,6 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-import paho.mqtt.client as paho
 from django.conf import settings
 from django.db import close_old_connections, connections
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -101,15 +100,13 @@ class IngestRunner:
         self.subscribed.set()
         metrics.CONNECTED.set(1)
 
-    def _on_message(self, conn: mqtt.Connection, message: paho.MQTTMessage) -> None:
+    def _on_publish(self, conn: mqtt.Connection, topic: bytes, payload: bytes, mid: int, qos: int) -> None:
         # Kept to the minimum: this thread's time is the ingest's ceiling (parsing happens in the batch).
         try:
-            topic = message.topic
+            name = topic.decode()
         except UnicodeDecodeError:
-            topic = message._topic.decode("utf-8", "replace")  # dead-lettered as a bad topic
-        self.inbox.append(
-            Delivery(topic, message.payload, time.time(), message.mid, message.qos, conn.generation)
-        )
+            name = topic.decode("utf-8", "replace")  # dead-lettered as a bad topic
+        self.inbox.append(Delivery(name, payload, time.time(), mid, qos, conn.generation))
         if not self._arrived.is_set():
             self._arrived.set()
 
@@ -128,7 +125,7 @@ class IngestRunner:
                     # is not there (Mosquitto 2.0 does not persist it) and messages for it are dropped.
                     reconnect_min_delay=0.25,
                     on_connect=self._on_connect,
-                    on_message=self._on_message,
+                    on_publish=self._on_publish,
                 )
                 return True
             except mqtt.MqttError as exc:
