@@ -7,7 +7,9 @@ import zoneinfo
 
 from django import template
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+from fleet.web.html import escape
 
 register = template.Library()
 
@@ -26,11 +28,10 @@ def at(value: dt.datetime | None, tz: str | None = None):
         return "—"
     local = value.astimezone(_zone(tz))
     utc = value.astimezone(dt.UTC)
-    return format_html(
-        '<time datetime="{}" title="{} UTC">{}</time>',
-        utc.isoformat(),
-        utc.strftime("%Y-%m-%d %H:%M:%S"),
-        local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    # Rendered once per row of every list page: f-strings, not format_html (fleet.web.html).
+    return mark_safe(  # noqa: S308 - only formatted times, the zone's name escaped
+        f'<time datetime="{utc.isoformat()}" title="{utc.strftime("%Y-%m-%d %H:%M:%S")} UTC">'
+        f"{escape(local.strftime('%Y-%m-%d %H:%M:%S %Z'))}</time>"
     )
 
 

@@ -2,9 +2,10 @@
 
 from django import forms
 from django.forms.utils import flatatt
-from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from fleet.errors import FleetError
+from fleet.web.html import escape
 
 
 def apply_error(form: forms.BaseForm, exc: FleetError) -> None:
@@ -33,8 +34,13 @@ class TextListField(forms.CharField):
 
 
 class FastSelect(forms.Select):
-    """A <select> rendered in Python: Django renders each <option> through a template, which cost a
-    list page more than its SQL with a few hundred sites and groups (bench/ui.py)."""
+    """A <select> rendered in Python straight from its choices: Django renders each <option> through
+    a template, and even its `optgroups()` builds a dict of attributes per option; with a few
+    hundred sites and groups either cost a list page more than its SQL (bench/ui.py)."""
+
+    def leading_options(self, chosen: set[str]) -> list[tuple[str, str, bool]]:
+        """(value, label, selected) options shown before the choices."""
+        return []
 
     def render(self, name, value, attrs=None, renderer=None):
         chosen = {
@@ -44,13 +50,19 @@ class FastSelect(forms.Select):
         final["name"] = name
         if self.allow_multiple_selected:
             final["multiple"] = True
-        rows = []
-        for _, group, _ in self.optgroups(name, list(chosen)):
-            for option in group:
-                key = "" if option["value"] is None else str(option["value"])
-                rows.append((key, " selected" if key in chosen else "", option["label"]))
-        options = format_html_join("", '<option value="{}"{}>{}</option>', rows)
-        return format_html("<select{}>{}</select>", flatatt(final), options)
+        rows = [_option(key, label, selected) for key, label, selected in self.leading_options(chosen)]
+        for key, label in self.choices:
+            if isinstance(label, list | tuple):  # an option group: (group name, [(value, label), ...])
+                inner = "".join(_option(str(k), sub, str(k) in chosen) for k, sub in label)
+                rows.append(f'<optgroup label="{escape(str(key))}">{inner}</optgroup>')
+            else:
+                key = "" if key is None else str(key)
+                rows.append(_option(key, label, key in chosen))
+        return mark_safe(f"<select{flatatt(final)}>{''.join(rows)}</select>")  # noqa: S308 - every part escaped above
+
+
+def _option(value: str, label, selected: bool) -> str:
+    return f'<option value="{escape(value)}"{" selected" if selected else ""}>{escape(label)}</option>'
 
 
 class FastSelectMultiple(FastSelect):
@@ -76,10 +88,8 @@ class OneOfMany(FastSelect):
             values = [values]
         return [v for v in values or [] if v]
 
-    def optgroups(self, name, value, attrs=None):
-        groups = super().optgroups(name, value, attrs)
-        empty = self.create_option(name, "", self.any_label, not value, 0)
-        return [(None, [empty], 0), *groups]
+    def leading_options(self, chosen: set[str]) -> list[tuple[str, str, bool]]:
+        return [("", self.any_label, not chosen)]
 
     def render(self, name, value, attrs=None, renderer=None):
         return super().render(name, value if isinstance(value, list | tuple) else [value], attrs, renderer)
