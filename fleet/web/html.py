@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import html
 
+from django.utils.safestring import SafeString, mark_safe
+
 
 def escape(text: object) -> str:
     """`text` escaped for HTML; a safe string (one with __html__) is kept as it is, as Django does."""
     return text.__html__() if hasattr(text, "__html__") else html.escape(str(text))
 
 
-def badge(value: str, label: str | None = None) -> str:
-    """<span class="badge value">label</span>, both escaped."""
-    return f'<span class="badge {escape(value)}">{escape(value if label is None else label)}</span>'
+def badge(value: str, label: str | None = None) -> SafeString:
+    """<span class="badge {value}">{label, else value}</span>, both escaped."""
+    text = value if label is None else label
+    return mark_safe(f'<span class="badge {escape(value)}">{escape(text)}</span>')  # noqa: S308 - escaped

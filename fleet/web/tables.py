@@ -4,6 +4,7 @@ import django_tables2 as tables
 from django.utils.html import format_html
 
 from fleet.templatetags.fleet_ui import at
+from fleet.web.html import badge
 
 
 class TimeColumn(tables.Column):
@@ -26,7 +27,7 @@ class BadgeColumn(tables.Column):
     def render(self, value, record, bound_column):
         # For a field with choices `value` is the display label; the badge's class needs the code.
         code = str(bound_column.accessor.resolve(record, quiet=True) or value)
-        return format_html('<span class="badge {}">{}</span>', code, code.replace("_", " "))
+        return badge(code, code.replace("_", " "))
 
 
 class CountColumn(tables.Column):
