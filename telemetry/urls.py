@@ -9,6 +9,7 @@ urlpatterns = [
     path("cameras/<str:device_id>/", camera.CameraPage.as_view(), name="camera"),
     path("cameras/<str:device_id>/metrics.json", camera.CameraMetrics.as_view(), name="camera-metrics"),
     path("cameras/<str:device_id>/events/", camera.CameraEvents.as_view(), name="camera-events"),
+    path("cameras/<str:device_id>/status/", camera.CameraStatus.as_view(), name="camera-status"),
     path("cameras/<str:device_id>/commands/", camera.CameraCommands.as_view(), name="camera-commands"),
     path("cameras/<str:device_id>/action/", camera.CameraAction.as_view(), name="camera-action"),
     path("events/", events.EventReview.as_view(), name="events"),

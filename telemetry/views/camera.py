@@ -87,10 +87,8 @@ class CameraPage(RoleRequired, View):
         budget = policy.daily_budget_mb * 1024 * 1024 if policy and policy.daily_budget_mb else None
         range_key = request.GET.get("range", "1h") if request.GET.get("range") in RANGES else "1h"
         context = {
+            **_status_context(device),
             "section": "cameras",
-            "device": device,
-            "tz": device.site.timezone if device.site_id else "UTC",
-            "status": device_status(device=device),
             "certificates": identity_selectors.device_certificates(device=device)[:10],
             "ranges": [(k, v[0]) for k, v in RANGES.items()],
             "range": range_key,
@@ -136,6 +134,21 @@ class CameraMetrics(RoleRequired, View):
                 "series": [{"label": c, "values": v} for c, v in classes[field].items()],
             }
         return JsonResponse(body)
+
+
+def _status_context(device: Device) -> dict:
+    return {
+        "device": device,
+        "tz": device.site.timezone if device.site_id else "UTC",
+        "status": device_status(device=device),
+    }
+
+
+class CameraStatus(RoleRequired, View):
+    """The camera's status card (an htmx fragment, polled): online, last seen, versions, uptime."""
+
+    def get(self, request, device_id: str):
+        return render(request, "telemetry/_camera_status.html", _status_context(_device(device_id)))
 
 
 class CameraEvents(RoleRequired, View):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
+from devices.models import Device
 from fleet.models import AuditEntry
 from tests.factories import DeviceFactory, DeviceGroupFactory, SiteFactory, TagFactory, UserFactory
 
@@ -83,6 +85,27 @@ def test_the_camera_page_hides_write_buttons_from_a_viewer_and_refuses_a_forged_
     forged = viewer.post(reverse("telemetry:camera-action", args=[device.device_id]), {"action": "revoke"})
     assert forged.status_code == 403
     assert not AuditEntry.objects.filter(action="device.certificates_revoke").exists()
+
+
+def test_the_camera_status_card_refreshes_itself(signed_in):
+    from telemetry.models import DeviceStatus
+
+    device = DeviceFactory()
+    client = signed_in("viewer")
+    page = client.get(reverse("telemetry:camera", args=[device.device_id])).content.decode()
+    url = reverse("telemetry:camera-status", args=[device.device_id])
+    assert f'hx-get="{url}"' in page and 'data-connectivity="never_seen"' in page  # polled by htmx
+    Device.objects.filter(pk=device.pk).update(last_seen_at=timezone.now(), agent_version="1.4.2")
+    DeviceStatus.objects.create(device=device, online=True, since=timezone.now(), reason="birth", uptime_s=42)
+    card = client.get(url).content.decode()
+    assert 'data-connectivity="online"' in card and "1.4.2" in card and "42 s" in card
+    assert card.startswith('<section class="card" id="camera-status"')  # swapped in place of itself
+
+
+def test_filter_options_escape_what_people_typed(signed_in):
+    SiteFactory(name='<img src=x onerror="alert(1)">')
+    page = signed_in("viewer").get(reverse("devices:list")).content.decode()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
 
 
 def test_cameras_list_filters_with_the_api_filterset(signed_in):
