@@ -192,13 +192,13 @@ def test_ship_a_model_with_a_staged_rollout_pause_resume_and_a_failing_canary(ui
     )  # soaking after the canary
     page.get_by_role("button", name="Pause").click()
     expect(page.locator("[data-state]")).to_have_attribute("data-state", "paused")
-    waiting = page.locator("[data-count-pending]")
-    expect(waiting).to_have_text("1")  # the second wave is not yet told
+    waiting = int(page.locator("[data-count-pending]").inner_text())  # not yet told: 1 or 2 by timing
+    assert waiting >= 1
     ui.shot("deployment-paused")
     time.sleep(8)  # longer than the soak: a paused rollout notifies nobody new
     page.reload()  # cameras told before the pause may finish meanwhile; nobody new is told
     expect(page.locator("[data-state]")).to_have_attribute("data-state", "paused")
-    expect(waiting).to_have_text("1")
+    expect(page.locator("[data-count-pending]")).to_have_text(str(waiting))
     page.get_by_role("button", name="Resume").click()
     expect(page.locator("[data-state]")).to_have_attribute("data-state", "completed", timeout=60_000)
     expect(page.locator("[data-finished]")).to_have_text("3")

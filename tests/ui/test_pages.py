@@ -94,11 +94,11 @@ def test_the_camera_status_card_refreshes_itself(signed_in):
     client = signed_in("viewer")
     page = client.get(reverse("telemetry:camera", args=[device.device_id])).content.decode()
     url = reverse("telemetry:camera-status", args=[device.device_id])
-    assert f'hx-get="{url}"' in page and 'data-connectivity="never_seen"' in page  # polled by htmx
+    assert f'hx-get="{url}"' in page and 'data-status="never_seen"' in page  # polled by htmx
     Device.objects.filter(pk=device.pk).update(last_seen_at=timezone.now(), agent_version="1.4.2")
     DeviceStatus.objects.create(device=device, online=True, since=timezone.now(), reason="birth", uptime_s=42)
     card = client.get(url).content.decode()
-    assert 'data-connectivity="online"' in card and "1.4.2" in card and "42 s" in card
+    assert 'data-status="online"' in card and "1.4.2" in card and "42 s" in card
     assert card.startswith('<section class="card" id="camera-status"')  # swapped in place of itself
 
 
