@@ -15,22 +15,32 @@ from django.db.models import Q
 from devices.models import Device
 
 
-def devices_mark_seen(*, seen: dict[int, dt.datetime], resolution_s: int = 0) -> list[int]:
+def devices_mark_seen(
+    *,
+    seen: dict[int, dt.datetime],
+    resolution_s: int = 0,
+    last_seen: dict[int, dt.datetime | None] | None = None,
+) -> list[int]:
     """Move last_seen_at forward for devices (by pk) heard from; returns the pks it had to update.
 
     A device whose last_seen_at is already within `resolution_s` of the newest time is
     skipped, so a chatty device costs one UPDATE per window, not one per message. The
     returned pks are the devices that had been quiet (or never seen) until now.
+    `last_seen` (pk -> last_seen_at, read by the caller in this transaction) saves the query
+    that reads them.
     """
     if not seen:
         return []
     latest = max(seen.values())
     cutoff = latest - dt.timedelta(seconds=resolution_s)
-    stale = sorted(
-        Device.objects.filter(pk__in=list(seen))
-        .filter(Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=cutoff))
-        .values_list("pk", flat=True)
-    )
+    if last_seen is None:
+        stale = sorted(
+            Device.objects.filter(pk__in=list(seen))
+            .filter(Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=cutoff))
+            .values_list("pk", flat=True)
+        )
+    else:
+        stale = sorted(pk for pk in seen if last_seen.get(pk) is None or last_seen[pk] < cutoff)
     if stale:
         # One timestamp for the batch (its newest receive time): the batch spans at most INGEST_BATCH_MS.
         Device.objects.filter(pk__in=stale).update(last_seen_at=latest)

@@ -70,6 +70,28 @@ def _float_array(values: Iterable[float]) -> str:
     return "{" + ",".join(map(repr, values)) + "}"
 
 
+def registered_devices(device_ids: set[str]) -> dict[str, tuple[int, str, dt.datetime | None]]:
+    """device id -> (pk, state, last_seen_at) of the registered ones among `device_ids`, in one query."""
+    if not device_ids:
+        return {}
+    if connection.vendor == "postgresql":
+        # One array parameter instead of an IN list of hundreds: Django prepares each value and the
+        # driver splits the query at each placeholder (bench/README.md, "Ingest"). Device ids are
+        # [a-z0-9-] (protocol.topics), so the array literal needs no escaping.
+        table = connection.ops.quote_name(Device._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT device_id, id, state, last_seen_at FROM {table} WHERE device_id = ANY(%s::varchar[])",  # noqa: S608 - table name from the model
+                [_text_array(sorted(device_ids))],
+            )
+            rows = cursor.fetchall()
+    else:
+        rows = Device.objects.filter(device_id__in=device_ids).values_list(
+            "device_id", "pk", "state", "last_seen_at"
+        )
+    return {device_id: (pk, state, last) for device_id, pk, state, last in rows}
+
+
 def claim_message_ids(pairs: Iterable[tuple[str, str, dt.datetime]]) -> set[tuple[str, str]]:
     """Record (device id, message id) pairs as processed; return those that were not recorded before."""
     rows = list(pairs)
@@ -163,12 +185,7 @@ def ingest_batch(
         decoded.append((raw, topic.device_id, topic.kind, message))
 
     with transaction.atomic():
-        known = {
-            device_id: (pk, state)
-            for device_id, pk, state in Device.objects.filter(
-                device_id__in={d for _, d, _, _ in decoded}
-            ).values_list("device_id", "pk", "state")
-        }
+        known = registered_devices({d for _, d, _, _ in decoded})
         accepted: list[tuple[RawMessage, str, str, object, int]] = []
         for raw, device_id, kind, message in decoded:
             entry = known.get(device_id)
@@ -198,7 +215,10 @@ def ingest_batch(
             if pk not in seen or raw.received_at > seen[pk]:
                 seen[pk] = raw.received_at
         if seen:
-            revived = devices_mark_seen(seen=seen, resolution_s=settings.INGEST_SEEN_RESOLUTION_S)
+            last_seen = {pk: last for pk, _, last in known.values()}
+            revived = devices_mark_seen(
+                seen=seen, resolution_s=settings.INGEST_SEEN_RESOLUTION_S, last_seen=last_seen
+            )
             if revived:
                 status_mark_resumed(device_pks=revived, seen_at=max(seen.values()))
 
