@@ -13,7 +13,8 @@
 
 Children run in their own sessions, so a Ctrl-C in the terminal reaches the supervisor only, which
 then stops them in order; on Linux each child also gets SIGTERM (SIGKILL: its stop signal) if the
-supervisor itself dies, so nothing is left behind.
+supervisor itself dies, so nothing is left behind. (The kernel ties that to the thread that started
+the child: run `watch()` on a thread that lives as long as the stack, and `stop()` before it ends.)
 """
 
 from __future__ import annotations
@@ -356,7 +357,7 @@ class Supervisor:
             service.proc.wait(service.grace_s)
         except subprocess.TimeoutExpired:
             self.say(
-                f"{service.name} (pid {service.pid}) still running after {service.grace_s:.0f} s: SIGKILL"
+                f"{service.name} (pid {service.pid}) still running after {service.grace_s:g} s: SIGKILL"
             )
             self._signal(service, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -235,10 +235,12 @@ def fleet_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EStack]:
         handle.admin_token = out.strip().splitlines()[-1]
         yield handle
     finally:
-        stop.set()
-        watcher.join(10)
+        # Stop the processes first: a process the watcher thread restarted gets SIGTERM when that
+        # thread ends (PR_SET_PDEATHSIG follows the thread that forked it), out of the stack's order.
         with contextlib.suppress(Exception):
             stack.stop()
+        stop.set()
+        watcher.join(10)
 
 
 @pytest.fixture(scope="package")
