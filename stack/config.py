@@ -92,9 +92,24 @@ def _secrets(path: Path, environ: Mapping[str, str]) -> dict[str, str]:
     return {k: environ.get(k) or saved[k] for k in SECRET_NAMES}
 
 
+def read_dotenv(path: Path) -> dict[str, str]:
+    """NAME=value lines of a .env file (what fleet/settings.py reads too), comments skipped."""
+    values: dict[str, str] = {}
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return values
+    for line in text.splitlines():
+        name, sep, value = line.strip().partition("=")
+        if sep and name and not name.startswith("#"):
+            values[name.strip()] = value.strip().strip("'\"")
+    return values
+
+
 def stack_config(environ: Mapping[str, str] | None = None) -> StackConfig:
-    """The stack's settings and the environment of its processes, from `environ` (default os.environ)."""
-    environ = dict(os.environ if environ is None else environ)
+    """The stack's settings and the environment of its processes, from `environ` (default: the
+    project's .env file under os.environ, as the settings read them)."""
+    environ = dict({**read_dotenv(BASE_DIR / ".env"), **os.environ} if environ is None else environ)
 
     def get(name: str, default: str) -> str:
         return environ.get(name) or default

@@ -64,7 +64,7 @@ def postgres_ready(service: Service) -> bool:
 
 
 def redis_ready(service: Service) -> bool:
-    parts = urlsplit(service.url)
+    parts = urlsplit(service.env["CACHE_URL"])
     with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=3) as s:
         if parts.password:
             s.sendall(f"AUTH {parts.password}\r\n".encode())

@@ -182,6 +182,8 @@ class Supervisor:
                     signal.SIGKILL if service.stop_signal == signal.SIGKILL else signal.SIGTERM
                 ),
             )
+        except OSError as exc:
+            raise StackError(f"cannot start {service.name} ({argv[0]}): {exc}") from exc
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()
@@ -356,9 +358,7 @@ class Supervisor:
         try:
             service.proc.wait(service.grace_s)
         except subprocess.TimeoutExpired:
-            self.say(
-                f"{service.name} (pid {service.pid}) still running after {service.grace_s:g} s: SIGKILL"
-            )
+            self.say(f"{service.name} (pid {service.pid}) still running after {service.grace_s:g} s: SIGKILL")
             self._signal(service, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 service.proc.wait(10)
