@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -383,6 +384,13 @@ def test_the_production_stack_end_to_end(fleet_stack: E2EStack, api: Api, camera
     since = time.time()
     stack.stack.supervisor.kill("worker", signal.SIGKILL)
     stack.wait_restarted("worker", since)
+    # The new worker does the work: beat's rollout ticks (every OTA_TICK_S) run on it.
+    worker = stack.stack.service("worker")
+    wait_for(
+        lambda: re.search(r"Task ota\.tasks\.rollout_tick\[[^]]+\] succeeded", worker.log_since_start()),
+        "a rollout tick run by the restarted worker",
+        30,
+    )
     stack.stack.supervisor.restart("mosquitto")
     restarts = [line for line in stack.console.lines if "exited with signal 9 (SIGKILL): restarting" in line]
     assert [line.split()[1] for line in restarts] == ["ingest", "worker"], stack.console.lines
