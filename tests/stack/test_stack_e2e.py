@@ -62,7 +62,7 @@ class Camera:
     seed: int
     proc: subprocess.Popen | None = None
     device_id: str = ""
-    mqtt_port: int | None = None  # through a proxy instead of the enrolled endpoint
+    proxy: TcpProxy | None = None  # between it and the broker, instead of the enrolled endpoint
 
     @property
     def config_file(self) -> Path:
@@ -119,8 +119,8 @@ class Camera:
             "ota_grace_s": 1.0,
             "sent_log": "sent.jsonl",
         }
-        if self.mqtt_port is not None:
-            config["mqtt_port"] = self.mqtt_port
+        if self.proxy is not None:
+            config["mqtt_port"] = self.proxy.port
         self.config_file.write_text(json.dumps(config))
 
     def start(self) -> None:
@@ -195,16 +195,14 @@ def cameras(fleet_stack: E2EStack, api: Api, tmp_path_factory) -> list[Camera]:
         assert proc.returncode == 0, out
         cam.device_id = json.loads((cam.state_dir / "identity" / "identity.json").read_text())["device_id"]
     root = next(k for k in api.all("/api/v1/signing-keys/") if k["role"] == "root")["public_key"]
-    proxy = TcpProxy((fleet_stack.config.host, int(fleet_stack.env["MQTT_DEVICE_PORT"])))
-    cams[3].mqtt_port = proxy.port
+    cams[3].proxy = TcpProxy((fleet_stack.config.host, int(fleet_stack.env["MQTT_DEVICE_PORT"])))
     for cam in cams:
         cam.write_config(root)
         cam.start()
-    cams[3].proxy = proxy  # type: ignore[attr-defined]
     yield cams
     for cam in cams:
         cam.stop()
-    proxy.close()
+    cams[3].proxy.close()
 
 
 def test_the_production_stack_end_to_end(fleet_stack: E2EStack, api: Api, cameras: list[Camera]):
@@ -373,7 +371,8 @@ def test_the_production_stack_end_to_end(fleet_stack: E2EStack, api: Api, camera
 
     # 5. Faults. cam-3's link goes down for a minute; meanwhile the ingest and the worker are killed
     # (the supervisor restarts them) and the broker restarts.
-    proxy: TcpProxy = d.proxy  # type: ignore[attr-defined]
+    proxy = d.proxy
+    assert proxy is not None
     cut_at, cut_wall = time.monotonic(), time.time()
     proxy.set_up(False)
     wait_for(lambda: not status(api, d.device_id)["online"], "cam-3 seen offline (its will)", 30)
