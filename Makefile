@@ -8,7 +8,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/fleet
 SQLITE_TESTS ?= tests/devices tests/accounts tests/fleet/test_api_errors.py tests/fleet/test_health.py
 PYTEST_ARGS ?=
 
-.PHONY: install model demo test test-postgres test-sqlite lint format bench-api clean
+.PHONY: install model demo stack test test-postgres test-sqlite lint format bench-api clean
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ model: install
 
 demo: install model
 	$(BIN)/python manage.py demo
+
+# The production processes, each its own process, on this machine's PostgreSQL, Redis and RabbitMQ
+# (STACK_CELERY_BROKER=redis for Celery on Redis); docs/operations.md, "make stack". Ctrl-C stops it.
+stack: install
+	$(BIN)/python -m stack
 
 test: test-postgres test-sqlite
 

@@ -165,9 +165,17 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="memory://")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="cache+memory://")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=CELERY_BROKER_URL == "memory://")
 CELERY_BEAT_SCHEDULE: dict = {}
+# Several Fleet installations on one RabbitMQ vhost or Redis database keep apart by these names:
+# the queue tasks go to, and the exchange workers answer control commands (ping) on.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+CELERY_CONTROL_EXCHANGE = env.str("CELERY_CONTROL_EXCHANGE", default="celery")
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# /readyz asks the workers for a ping and waits this long for the first answer.
+READINESS_CELERY_TIMEOUT_S = env.float("READINESS_CELERY_TIMEOUT_S", default=1.0)
 
-# Readiness checks reported by /readyz: name -> dotted path of a callable returning None or raising.
-READINESS_CHECKS = {"database": "fleet.health.check_database"}
+# Readiness checks reported by /readyz: name -> dotted path of a callable that raises when its
+# dependency is down (what it returns is shown as the check's detail).
+READINESS_CHECKS = {"database": "fleet.health.check_database", "celery": "fleet.health.check_celery"}
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="console")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

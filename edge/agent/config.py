@@ -63,11 +63,17 @@ class AgentConfig:
     renew_retry_s: float = 3600.0
     ota_root_key: str | None = None
     ota_grace_s: float = 30.0
+    # A new model's health check: each self-test frame within this budget, and (for ONNX models)
+    # every alert label detectable, so an update cannot silently end this camera's alerts.
+    ota_health_budget_ms: float = 1000.0
     # More origins OTA artifacts may come from, beside those the server named at enrollment
     # (e.g. "file://" to install from local files).
     download_origins: tuple[str, ...] = ()
     log_level: str = "info"
     log_buffer_lines: int = 20000
+    # Append one JSON line per message the broker acknowledged (edge.agent.sent_log); unbounded,
+    # for audits and end-to-end tests, unset on a camera. Relative to the config file's folder.
+    sent_log: Path | None = None
 
     def __post_init__(self) -> None:
         if self.detector not in ("builtin", "onnx"):
@@ -80,6 +86,8 @@ class AgentConfig:
             raise AgentError("bad_config", "renew_remaining must lie in (0, 1)")
         if self.reconnect_min_s <= 0 or self.reconnect_max_s < self.reconnect_min_s:
             raise AgentError("bad_config", "0 < reconnect_min_s <= reconnect_max_s")
+        if not self.ota_health_budget_ms > 0:
+            raise AgentError("bad_config", "ota_health_budget_ms must be positive")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, base_dir: Path | None = None) -> AgentConfig:
@@ -94,9 +102,10 @@ class AgentConfig:
         if base_dir is not None and not state_dir.is_absolute():
             state_dir = base_dir / state_dir  # relative to the config file, not the cwd
         values["state_dir"] = state_dir
-        if values.get("model_path") is not None:
-            model = Path(values["model_path"]).expanduser()
-            values["model_path"] = model if base_dir is None or model.is_absolute() else base_dir / model
+        for name in ("model_path", "sent_log"):
+            if values.get(name) is not None:
+                path = Path(values[name]).expanduser()
+                values[name] = path if base_dir is None or path.is_absolute() else base_dir / path
         for name in ("alert_labels", "download_origins"):
             if name in values:
                 values[name] = tuple(values[name])

@@ -23,6 +23,7 @@ from edge.agent.media_store import MediaStore
 from edge.agent.outbox import Outbox
 from edge.agent.renewal import Renewal
 from edge.agent.reporting import EventReporter
+from edge.agent.sent_log import SentLog
 from edge.agent.workers import LogRing, Worker
 from edge.telemetry import TelemetryBatcher
 from edge.uplink import (
@@ -70,6 +71,7 @@ class Agent:
         self.apply_bandwidth(BandwidthPolicy.from_config(self.desired.get("bandwidth")))
         self.started = time.monotonic()
         self.ota = self._open_ota()
+        self.sent_log = SentLog(config.sent_log) if config.sent_log is not None else None
         self._stop = threading.Event()
         self._reboot = threading.Event()
         self.reboots = 0
@@ -109,7 +111,10 @@ class Agent:
                 root_public_key=self.config.ota_root_key,
                 report=self._ota_report,
                 grace_s=self.config.ota_grace_s,
-                health_check=DetectorHealthCheck(),
+                health_check=DetectorHealthCheck(
+                    latency_budget_ms=self.config.ota_health_budget_ms,
+                    required_labels=[label for label in self.config.alert_labels if label != "motion"],
+                ),
                 on_active_changed=lambda path: self.camera.set_model(path),
                 download_origins=self._download_origins(),
             )
@@ -205,9 +210,12 @@ class Agent:
 
     def _send(self, item: Item) -> bool:
         d = topics.delivery("up", topics.parse(item.topic).kind)
-        return self.link.publish(
+        delivered = self.link.publish(
             item.topic, item.payload, qos=d.qos, retain=d.retain, timeout=self.config.publish_timeout_s
         )
+        if delivered and self.sent_log is not None:
+            self.sent_log.record(item.topic, item.payload)
+        return delivered
 
     def _on_connected(self, identity) -> None:
         self.renewal.connected(identity)
@@ -329,3 +337,5 @@ class Agent:
             self.ota.close()
         logging.getLogger().removeHandler(self.log_ring)
         self.db.close()
+        if self.sent_log is not None:
+            self.sent_log.close()

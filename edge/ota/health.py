@@ -9,7 +9,7 @@ only after `grace_s` more seconds alive.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from edge.ota.errors import HealthCheckError
@@ -98,7 +98,14 @@ class DetectorHealthCheck(OnnxHealthCheck):
     """The checks above, then the agent's own detector on the model: it must follow the detector's
     I/O convention (edge.vision.onnx_detector) and pass its self-test. A model that loads and runs
     but has the wrong input shape or outputs is refused here, in its trial, so the agent reverts
-    to the previous model by itself instead of committing one its camera cannot use."""
+    to the previous model by itself instead of committing one its camera cannot use.
+
+    `required_labels` (the camera's alert labels): a model that cannot detect one of them is refused
+    too (`missing_labels`): committing it would end this camera's alerts without a word."""
+
+    def __init__(self, *, required_labels: Iterable[str] = (), **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.required_labels = tuple(dict.fromkeys(required_labels))
 
     def __call__(self, model_path: Path) -> None:
         super().__call__(model_path)
@@ -106,6 +113,14 @@ class DetectorHealthCheck(OnnxHealthCheck):
         from edge.vision.onnx_detector import OnnxDetector
 
         try:
-            OnnxDetector(model_path).self_test()
+            detector = OnnxDetector(model_path)
+            detector.self_test()
         except VisionError as exc:
             raise HealthCheckError(exc.reason, str(exc)[:300]) from None
+        if self.required_labels:
+            detector.set_labels(self.required_labels)
+            missing = [label for label in self.required_labels if label not in detector.labels]
+            if missing:
+                raise HealthCheckError(
+                    "missing_labels", f"the model cannot detect {', '.join(missing)} (alert labels here)"
+                )

@@ -209,6 +209,40 @@ def write_files(directory: str | os.PathLike[str], files: dict[str, str], *, mod
         pki.write_atomic(Path(directory) / name, content.encode(), mode=mode)
 
 
+def wait_listening(
+    listeners: list[tuple[str, int]],
+    *,
+    ca_file: str | os.PathLike[str],
+    proc: subprocess.Popen | None = None,
+    timeout: float = 10.0,
+) -> bool:
+    """True once every listener completes a TLS handshake (server side); False if `proc` exits first
+    or `timeout` passes."""
+    context = ssl.create_default_context(cafile=str(ca_file))
+    context.check_hostname = False
+    deadline = time.monotonic() + timeout
+    for host, port in listeners:
+        while True:
+            try:
+                with socket.create_connection((host, port), timeout=1) as raw, context.wrap_socket(raw):
+                    break
+            except (OSError, ssl.SSLError):
+                if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
+                    return False
+                time.sleep(0.05)
+    return True
+
+
+def read_listeners(conf_file: str | os.PathLike[str]) -> list[tuple[str, int]]:
+    """(host, port) of each `listener` line of a mosquitto.conf."""
+    found = []
+    for line in Path(conf_file).read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "listener":
+            found.append((parts[2], int(parts[1])))
+    return found
+
+
 class MosquittoProcess:
     """`mosquitto -c <dir>/mosquitto.conf` as written by `manage.py broker_config`: start, stop, restart.
 
@@ -230,30 +264,18 @@ class MosquittoProcess:
 
     def listeners(self) -> list[tuple[str, int]]:
         """(host, port) of each `listener` line of the config."""
-        found = []
-        for line in self.conf_file.read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[0] == "listener":
-                found.append((parts[2], int(parts[1])))
-        return found
+        return read_listeners(self.conf_file)
 
     def start(self, *, ca_file: str | os.PathLike[str], timeout: float = 10.0) -> None:
         """Start it and wait until every listener completes a TLS handshake (server side)."""
         with self.log_file.open("ab") as log:
-            self.proc = subprocess.Popen([self.binary, "-c", str(self.conf_file)], stdout=log, stderr=log)
-        context = ssl.create_default_context(cafile=str(ca_file))
-        context.check_hostname = False
-        deadline = time.monotonic() + timeout
-        for host, port in self.listeners():
-            while True:
-                try:
-                    with socket.create_connection((host, port), timeout=1) as raw, context.wrap_socket(raw):
-                        break
-                except (OSError, ssl.SSLError):
-                    if self.proc.poll() is not None or time.monotonic() > deadline:
-                        self.stop(signal.SIGKILL)
-                        raise RuntimeError(f"mosquitto did not start: {self.log_tail()}") from None
-                    time.sleep(0.05)
+            self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log)
+        if not wait_listening(self.listeners(), ca_file=ca_file, proc=self.proc, timeout=timeout):
+            self.stop(signal.SIGKILL)
+            raise RuntimeError(f"mosquitto did not start: {self.log_tail()}")
+
+    def argv(self) -> list[str]:
+        return [self.binary, "-c", str(self.conf_file)]
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         """SIGTERM saves the persistence file on the way out; SIGKILL does not."""

@@ -16,7 +16,29 @@ def test_healthz_is_alive_without_database():
 def test_readyz_reports_each_check_by_name():
     response = Client().get("/readyz")
     assert response.status_code == 200
-    assert response.json()["checks"]["database"] == {"status": "ok"}
+    checks = response.json()["checks"]
+    assert set(checks) == {"database", "celery", "storage", "broker"}
+    assert checks["database"]["status"] == "ok" and checks["database"]["latency_ms"] >= 0
+
+
+@pytest.mark.django_db
+def test_readyz_says_celery_runs_eager_rather_than_failing():
+    """The embedded default (make demo) has no worker to ping: tasks run in the process."""
+    celery = Client().get("/readyz").json()["checks"]["celery"]
+    assert (celery["status"], celery["detail"]) == ("ok", "eager: tasks run in-process, no worker")
+
+
+@pytest.mark.django_db
+def test_readyz_is_503_when_no_celery_worker_answers(settings):
+    # Not eager, and nobody consumes the broker (the test's in-memory transport): the ping times out.
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.READINESS_CELERY_TIMEOUT_S = 0.2
+    response = Client().get("/readyz")
+    assert response.status_code == 503
+    celery = response.json()["checks"]["celery"]
+    assert celery["status"] == "error"
+    assert celery["error"] == "RuntimeError: no Celery worker answered a ping within 0.2 s"
+    assert celery["latency_ms"] >= 200
 
 
 def _failing_check():
@@ -33,7 +55,8 @@ def test_readyz_is_503_when_a_dependency_is_down(settings):
     assert response.status_code == 503
     body = response.json()
     assert body["checks"]["database"]["status"] == "ok"
-    assert body["checks"]["broker"] == {"status": "error", "error": "ConnectionError: broker unreachable"}
+    assert body["checks"]["broker"]["status"] == "error"
+    assert body["checks"]["broker"]["error"] == "ConnectionError: broker unreachable"
 
 
 @pytest.mark.django_db

@@ -188,7 +188,7 @@ def test_local_round_trip_over_http_with_the_edge_uploader(local, live_server, s
 
 def test_local_readiness(local, client, settings):
     body = client.get("/readyz").json()
-    assert body["checks"]["storage"] == {"status": "ok"}
+    assert body["checks"]["storage"]["status"] == "ok"
 
 
 # -- S3 (SeaweedFS) --------------------------------------------------------------

@@ -28,3 +28,14 @@ def test_a_model_the_detector_cannot_use_fails_with_a_reason(tmp_path, data, rea
     with pytest.raises(HealthCheckError) as err:
         DetectorHealthCheck()(path)
     assert err.value.reason == reason
+
+
+def test_a_model_that_cannot_detect_an_alert_label_fails(tmp_path):
+    """A vehicles-only model passes a car-park camera and fails one that alerts on people."""
+    path = tmp_path / "vehicles.onnx"
+    path.write_bytes(tiny_model(labels=["car", "bus", "truck", "motorcycle"]))
+    DetectorHealthCheck(required_labels=["vehicle"])(path)
+    with pytest.raises(HealthCheckError) as err:
+        DetectorHealthCheck(required_labels=["person", "vehicle"])(path)
+    assert err.value.reason == "missing_labels" and "person" in str(err.value)
+    DetectorHealthCheck(required_labels=["person"])(default_model())
