@@ -2,11 +2,11 @@ import threading
 
 import pytest
 from django.core.management import call_command
+from fleet.demo import InlineBeat
 
 from accounts.models import User
 from devices.demo import demo_seed
 from devices.models import Device, Site
-from fleet.demo import InlineBeat
 from fleet.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
@@ -60,8 +60,9 @@ def test_demo_registers_the_default_model_and_its_int8_build_as_releases(tmp_pat
     """The demo's NanoDet-g artifacts, as `make model` built them: OTA artifacts like any other."""
     import io
 
-    from edge.vision.models import COCO_LABELS
     from fleet.demo import demo_models_register, simulated_fleet_prepare
+
+    from edge.vision.models import COCO_LABELS
     from ota.models import ModelArtifact, Release
 
     settings.DATA_DIR, settings.STORAGE_BACKEND, settings.MEDIA_ROOT = tmp_path, "local", tmp_path / "media"
