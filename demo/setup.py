@@ -58,8 +58,8 @@ class DemoFleet:
 
 
 def demo_fleet_prepare(*, devices: int, stdout) -> DemoFleet:
-    """Register `devices` cameras across the demo sites (first run only), the token they enroll
-    with, the OTA keys and the model releases. The canary is the first camera in id order, the one
+    """Register about `devices` cameras, as many per demo site (first run only), the token they
+    enroll with, the OTA keys and the model releases. The canary is the first camera in id order, the one
     a new deployment with one canary (the form's default) picks too."""
     from devices import services
     from devices.enrollment import enrollment_token_create
@@ -77,7 +77,8 @@ def demo_fleet_prepare(*, devices: int, stdout) -> DemoFleet:
     registered = Device.objects.filter(tags__name=DEMO_TAG).select_related("site").order_by("pk")
     cameras = []
     by_site: dict[str, int] = {}
-    for device in registered[:devices] if devices > 0 else []:
+    # Every registered demo camera runs (the first run decides how many); --devices 0 runs none.
+    for device in registered if devices > 0 else []:
         site = device.site.name if device.site else ""
         clips = SITE_CLIPS.get(site) or SITE_CLIPS[SITES[0][0]]
         n = by_site[site] = by_site.get(site, -1) + 1
