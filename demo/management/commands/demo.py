@@ -64,7 +64,10 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument(
-            "--devices", type=int, default=48, help="Cameras to register across the 3 sites on the first run (later runs run those); 0: none.",
+            "--devices",
+            type=int,
+            default=48,
+            help="Cameras to register across the 3 sites on the first run (later runs run those); 0: none.",
         )
         parser.add_argument("--verbose", action="store_true", help="Every log line, not just warnings.")
 
