@@ -72,8 +72,7 @@ def status_read(*, since: tuple[float, float] | None) -> tuple[Status, tuple[flo
     """The figures of the status line; `since` is the (time, messages) of the previous reading."""
     from django.db import close_old_connections
 
-    from demo.setup import DEMO_TAG, DEPLOYMENT_NAME
-    from devices.models import Device
+    from demo.setup import DEPLOYMENT_NAME
     from ota.models import Deployment
     from telemetry.models import Event, Media
     from telemetry.status.selectors import fleet_status_summary
@@ -81,7 +80,6 @@ def status_read(*, since: tuple[float, float] | None) -> tuple[Status, tuple[flo
     close_old_connections()
     try:
         summary = fleet_status_summary()
-        cameras = Device.objects.filter(tags__name=DEMO_TAG)
         deployment = Deployment.objects.filter(name=DEPLOYMENT_NAME).values_list("state", flat=True).first()
         now, received = time.monotonic(), ingest_received()
         rate = 0.0
@@ -90,7 +88,7 @@ def status_read(*, since: tuple[float, float] | None) -> tuple[Status, tuple[flo
         status = Status(
             online=summary["online"],
             cameras=summary["total"],
-            sites=cameras.values("site").distinct().count(),
+            sites=sum(1 for site in summary["by_site"] if site["site"] is not None and site["total"]),
             events=Event.objects.count(),
             thumbnails=Media.objects.filter(kind="snapshot", state="verified").count(),
             messages_per_s=rate,
