@@ -27,7 +27,8 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
 
 
 def _interrupt(signum, frame):
-    """SIGTERM stops the demo the way Ctrl-C does."""
+    """SIGINT and SIGTERM stop the demo the way Ctrl-C does. SIGINT is set explicitly: a shell
+    starts background jobs with it ignored, and Python then keeps ignoring it."""
     raise KeyboardInterrupt
 
 
@@ -91,7 +92,8 @@ class Command(BaseCommand):
         web = threading.Thread(target=httpd.serve_forever, name="fleet-web", daemon=True)
         stop = threading.Event()
         running = []
-        signal.signal(signal.SIGTERM, _interrupt)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _interrupt)
         base = f"http://{host}:{port}"
         line = StatusLine(self.stdout)
         try:
