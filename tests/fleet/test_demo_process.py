@@ -141,9 +141,22 @@ def test_demo_tells_the_story_and_ctrl_c_stops_everything_it_started(tmp_path):
         assert len(cameras) == 48 and all(c["state"] == "active" for c in cameras)  # each enrolled itself
         assert next(c["name"] for c in cameras if c["device_id"] == canary) == "Berlin depot cam 1"
 
-        csrf = {"X-CSRFToken": session.cookies["csrftoken"], "Referer": base}
+        # The web UI: the dashboard, thumbnails on the events page, the draft's Start button, pressed.
+        assert 'id="counts"' in session.get(f"{base}/", timeout=10).text
+        assert re.search(
+            r'<img src="[^"]+" alt="(person|vehicle) on ', session.get(f"{base}/events/", timeout=10).text
+        )
+        page_url = f"{base}/updates/deployments/{deployment['id']}/"
+        page = session.get(page_url, timeout=10)
+        assert 'name="action" value="start"' in page.text
+        started_ui = session.post(
+            page_url,
+            data={"action": "start", "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+            headers={"Referer": page_url},
+            timeout=10,
+        )
+        assert started_ui.status_code == 200 and "started" in started_ui.text
         dep = f"{base}/api/v1/deployments/{deployment['id']}"
-        assert session.post(f"{dep}/start/", headers=csrf, timeout=10).status_code == 200
 
         def paused():
             found = session.get(f"{dep}/", timeout=10).json()
