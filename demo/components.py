@@ -196,7 +196,11 @@ class SimulatedFleet:
             server_url=self.server_url,
             token=plan.token,
             settings=SimSettings(
-                hardware_model=SIM_HARDWARE[0], root_public_key=plan.root_key, telemetry_s=30
+                hardware_model=SIM_HARDWARE[0],
+                root_public_key=plan.root_key,
+                telemetry_s=30,
+                # This run's broker, not the endpoint saved at enrollment: a rerun may use another port.
+                mqtt_port=broker.port if (broker := broker_runtime.embedded()) is not None else None,
             ),
             serials=[c.serial for c in plan.cameras],
             clips=[c.clip for c in plan.cameras],
@@ -206,7 +210,9 @@ class SimulatedFleet:
             bad_payloads=0.04,
         )
         self.sim = sim
-        sim.start(timeout=120)
+        # Enrolled by now; the banner waits for the connections at most this long (the cameras keep
+        # trying on their own).
+        sim.start(timeout=30)
         if not self._stop.is_set():
             self.deployment = demo_deployment_prepare(canary_serial=plan.cameras[plan.canary].serial)
 

@@ -142,8 +142,9 @@ def demo_models_register(*, stdout) -> list:
 
 
 def demo_deployment_prepare(*, canary_serial: str):
-    """The draft deployment of the fp32 release to the demo cameras, its canary the failing camera;
-    None if it exists already (any state) or cannot be made (no release, canary not enrolled).
+    """The draft deployment of the fp32 release to the demo cameras, its canary the failing camera:
+    made once, then found (in whatever state an operator left it); None if it cannot be made (no
+    release, canary not enrolled).
 
     Strategy: the canary alone, then 25 % and the rest, 30 s soak; pause at a 10 % failure rate
     and no abort threshold, so the canary's failed health check pauses the rollout for the operator
@@ -153,8 +154,9 @@ def demo_deployment_prepare(*, canary_serial: str):
     from ota.models import Deployment, Release
     from ota.services import deployment_create
 
-    if Deployment.objects.filter(name=DEPLOYMENT_NAME).exists():
-        return None
+    found = Deployment.objects.filter(name=DEPLOYMENT_NAME).order_by("pk").first()
+    if found is not None:
+        return found
     release = (
         Release.objects.filter(artifact__name=DEFAULT_MODEL, artifact__version=DEMO_MODELS[0][1])
         .order_by("-serial")

@@ -145,10 +145,12 @@ class Command(BaseCommand):
                 f" NanoDet-g on real footage; {FOOTAGE_CREDIT}"
             )
             canary = plan.cameras[plan.canary]
-            if fleet.deployment is not None:
+            deployment = fleet.deployment
+            if deployment is not None:
+                state = "a draft: press Start" if deployment.state == "draft" else deployment.state
                 lines.append(
-                    f"  to deploy: {base}{reverse('ota:deployment', args=[fleet.deployment.pk])}"
-                    f" ({fleet.deployment.name}, a draft: press Start); its canary {canary.name!r}"
+                    f"  to deploy: {base}{reverse('ota:deployment', args=[deployment.pk])}"
+                    f" ({deployment.name}, {state}); its canary {canary.name!r}"
                     " fails its health check, so the rollout pauses and the camera rolls back"
                 )
             else:
