@@ -192,6 +192,27 @@ def test_demo_tells_the_story_and_ctrl_c_stops_everything_it_started(tmp_path):
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine, a listener is not
             s.bind(("127.0.0.1", listener))
 
+    # A second start on the same data, other ports: the same cameras and password, the deployment
+    # as it was left, every camera connected to this run's broker (not the port saved at enrollment).
+    port, mqtt_port = free_port(), free_port()
+    command, env = demo_command(tmp_path, port, devices=48)
+    env["MQTT_DEVICE_PORT"] = str(mqtt_port)
+    proc = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    out = Output(proc)
+    try:
+        banner = out.wait_for("Ctrl-C stops everything", time.monotonic() + 90, proc)
+        assert f"user admin, password {password}" in banner
+        assert (
+            "48 at 3 sites (48 connected)" in banner
+            and "nanodet-g 3.0.4 to the demo cameras, paused" in banner
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
+
 
 def test_demo_on_a_busy_port_says_so_in_one_line(tmp_path):
     with socket.socket() as busy:
