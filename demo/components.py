@@ -4,7 +4,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TextIO
 
 import requests
 from celery import current_app
@@ -42,7 +42,9 @@ class EmbeddedBrokerComponent:
     certificate's serial is revoked in DeviceCertificate.
     """
 
-    def __init__(self, *, host: str | None = None, port: int | None = None, stdout=None) -> None:
+    def __init__(
+        self, *, host: str | None = None, port: int | None = None, stdout: TextIO | None = None
+    ) -> None:
         self.stdout = stdout
         self.host = host or settings.MQTT_DEVICE_BIND
         self.port = settings.MQTT_DEVICE_PORT if port is None else port
@@ -236,7 +238,9 @@ def _wait_for_http(url: str, *, stop: threading.Event, timeout: float = 60.0) ->
     return False
 
 
-def components(*, stop: threading.Event, devices: int, server_url: str, stdout) -> Iterator[Component]:
+def components(
+    *, stop: threading.Event, devices: int, server_url: str, stdout: TextIO
+) -> Iterator[Component]:
     """Embedded broker, ingest, worker and simulated fleet, in start order."""
     if settings.MQTT_BROKER == "embedded":
         yield EmbeddedBrokerComponent(stdout=stdout)

@@ -12,11 +12,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from django.conf import settings
 
 from devices.demo import SITES, demo_seed
 from fleet.audit import Actor
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from ota.models import Deployment, Release
 
 SIM_HARDWARE = ("sim-cam", "x86_64", "none", 1024)
 # The default detector as OTA artifacts (models/build.py): fp32 for x86 cameras and the simulator,
@@ -48,7 +54,7 @@ class DemoCamera:
 @dataclass(frozen=True)
 class DemoFleet:
     token: str  # enrollment token for the registered cameras
-    root_key: object  # the OTA root public key the cameras pin
+    root_key: Ed25519PublicKey  # the OTA root public key the cameras pin
     cameras: list[DemoCamera]
     canary: int  # index in `cameras` of the one that fails its health check
 
@@ -57,7 +63,7 @@ class DemoFleet:
         return len({c.site for c in self.cameras})
 
 
-def demo_fleet_prepare(*, devices: int, stdout) -> DemoFleet:
+def demo_fleet_prepare(*, devices: int, stdout: TextIO) -> DemoFleet:
     """Register about `devices` cameras, as many per demo site (first run only), the token they
     enroll with, the OTA keys and the model releases. The canary is the first camera in id order, the one
     a new deployment with one canary (the form's default) picks too."""
@@ -103,7 +109,7 @@ def demo_fleet_prepare(*, devices: int, stdout) -> DemoFleet:
     return DemoFleet(token=issued.key, root_key=root_public_key(), cameras=cameras, canary=0)
 
 
-def demo_models_register(*, stdout) -> list:
+def demo_models_register(*, stdout: TextIO) -> list[Release]:
     """Register the built NanoDet-g models as artifacts with a signed release each, once.
 
     They are artifacts like any other: an operator deploys them from the API or the UI.
@@ -141,7 +147,7 @@ def demo_models_register(*, stdout) -> list:
     return releases
 
 
-def demo_deployment_prepare(*, canary_serial: str):
+def demo_deployment_prepare(*, canary_serial: str) -> Deployment | None:
     """The draft deployment of the fp32 release to the demo cameras, its canary the failing camera:
     made once, then found (in whatever state an operator left it); None if it cannot be made (no
     release, canary not enrolled).
