@@ -137,11 +137,19 @@ class IngestComponent:
     def _run(self) -> None:
         from telemetry.ingest.runner import run_ingest
 
-        self.runner = run_ingest(self.stop_event, **self.overrides)
+        run_ingest(self.stop_event, runner=self.runner)
 
     def start(self) -> "IngestComponent":
+        from telemetry.ingest.runner import IngestOptions, IngestRunner
+
+        options = IngestOptions.from_settings(**self.overrides)
+        self.runner = IngestRunner(options=options, stop_event=self.stop_event)
         self.thread.start()
         return self
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """True once the ingest's subscription is in place: from then on the registry hears every camera."""
+        return self.runner is not None and self.runner.subscribed.wait(timeout)
 
     def stop(self, timeout: float = 15.0) -> None:
         self.stop_event.set()
@@ -245,7 +253,9 @@ def components(
     if settings.MQTT_BROKER == "embedded":
         yield EmbeddedBrokerComponent(stdout=stdout)
     # One process: the demo's SQLite has one writer anyway, and nothing is left behind on Ctrl-C.
-    yield IngestComponent(commit_process=False)
+    ingest = IngestComponent(commit_process=False)
+    yield ingest
+    ingest.wait_subscribed(20)  # before the cameras, so their births are counted as they arrive
     yield InlineBeat(settings.CELERY_BEAT_SCHEDULE, stop=stop)
     yield SimulatedFleet(
         devices=devices,

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 # Loggers that narrate their internals at INFO (amqtt and transitions: every session state
 # change; celery.app.trace: every task run; django.server: every request). WARNING unless --verbose;
 # amqtt at ERROR: its warnings are the ingest's MQTT 5 probe (the broker speaks 3.1.1) and /readyz's
-# TLS check closing without a CONNECT, both expected.
+# TLS check closing without a CONNECT, both expected; asyncio at ERROR: "SSL connection is closed"
+# as the cameras' TLS connections close on Ctrl-C.
 CHATTY_LOGGERS = {
     "amqtt": "ERROR",
     "transitions": "WARNING",
@@ -20,7 +21,7 @@ CHATTY_LOGGERS = {
     "celery.app.trace": "WARNING",
     "django.server": "WARNING",
     "paho": "WARNING",
-    "asyncio": "WARNING",
+    "asyncio": "ERROR",
 }
 
 
