@@ -190,7 +190,7 @@ class SimulatedFleet:
             self.ready.set()
 
     def _start_cameras(self) -> None:
-        from demo.setup import SIM_HARDWARE, demo_deployment_prepare
+        from demo.setup import DARK_AFTER_S, SIM_HARDWARE, demo_deployment_prepare
         from edge.sim.settings import SimSettings
         from edge.sim.vision import SharedVision
         from edge.simulate import Simulator
@@ -223,6 +223,10 @@ class SimulatedFleet:
         # Enrolled by now; the banner waits for the connections at most this long (the cameras keep
         # trying on their own).
         sim.start(timeout=30)
+        if plan.dark is not None:
+            # Its link dies without a DISCONNECT (the broker publishes its will) and it never returns.
+            dark = sim.devices[plan.dark]
+            sim.loop.call_soon_threadsafe(sim.loop.call_later, DARK_AFTER_S, dark.go_offline, 1e9)
         if not self._stop.is_set():
             self.deployment = demo_deployment_prepare(canary_serial=plan.cameras[plan.canary].serial)
 

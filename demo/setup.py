@@ -40,6 +40,9 @@ SITE_CLIPS = {
     "Osaka street": ("car-two-cars.mp4", "store-aisle.mp4"),
 }
 DEMO_TAG = "demo"
+# One camera goes dark this long after the cameras start and stays offline: what a dead camera
+# looks like in the registry (last seen, offline with the broker's "connection_lost").
+DARK_AFTER_S = 40.0
 DEPLOYMENT_NAME = "nanodet-g 3.0.4 to the demo cameras"
 
 
@@ -57,6 +60,7 @@ class DemoFleet:
     root_key: Ed25519PublicKey  # the OTA root public key the cameras pin
     cameras: list[DemoCamera]
     canary: int  # index in `cameras` of the one that fails its health check
+    dark: int | None  # index of the one that loses its link for good after DARK_AFTER_S (None: none)
 
     @property
     def sites(self) -> int:
@@ -106,7 +110,8 @@ def demo_fleet_prepare(*, devices: int, stdout: TextIO) -> DemoFleet:
             f"OTA keys created; root key at {root_out} (the demo keeps it; production keeps it offline)"
         )
     demo_models_register(stdout=stdout)
-    return DemoFleet(token=issued.key, root_key=root_public_key(), cameras=cameras, canary=0)
+    dark = len(cameras) - 1 if len(cameras) > 1 else None  # the last one, never the canary
+    return DemoFleet(token=issued.key, root_key=root_public_key(), cameras=cameras, canary=0, dark=dark)
 
 
 def demo_models_register(*, stdout: TextIO) -> list[Release]:

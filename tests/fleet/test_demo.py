@@ -97,6 +97,7 @@ def test_demo_cameras_are_registered_across_the_sites_each_with_a_real_clip(tmp_
     )
     assert [c.serial for c in plan.cameras] == [d.serial for d in registered]
     assert plan.cameras[plan.canary].serial == registered[0].serial
+    assert plan.cameras[plan.dark].serial == registered[-1].serial  # the camera shown going offline
     assert all(c.clip.is_file() and c.clip.parent == FOOTAGE_DIR for c in plan.cameras)
     token = EnrollmentToken.objects.get(name="demo cameras")
     assert token.max_uses == 9 and token.site is None and token.hardware_model.name == "sim-cam"

@@ -169,6 +169,18 @@ def test_demo_tells_the_story_and_ctrl_c_stops_everything_it_started(tmp_path):
             ("rolled_back", "health_check_failed")
         ]
 
+        # One camera goes dark for good: offline with the broker's will, never "never seen".
+        dark = next(c["device_id"] for c in cameras if c["name"] == "Osaka street cam 16")
+
+        def dark_offline():
+            found = session.get(f"{base}/api/v1/devices/{dark}/status/", timeout=10).json()
+            return found if found["connectivity"] == "offline" else None
+
+        assert "'Osaka street cam 16' loses its link" in banner
+        assert wait_until(dark_offline, time.monotonic() + 90, "the dark camera to go offline")[
+            "last_seen_at"
+        ]
+
         children = demo.children(recursive=True)
         cpu = demo.cpu_times()
         print(

@@ -17,7 +17,7 @@ from django.urls import reverse
 from accounts.services import admin_ensure
 from demo.components import SimulatedFleet, components
 from demo.console import StatusLine, quiet_logging, status_read
-from demo.setup import FOOTAGE_CREDIT
+from demo.setup import DARK_AFTER_S, FOOTAGE_CREDIT
 
 STATUS_EVERY_S = 5.0
 
@@ -145,6 +145,11 @@ class Command(BaseCommand):
                 f" NanoDet-g on real footage; {FOOTAGE_CREDIT}"
             )
             canary = plan.cameras[plan.canary]
+            if plan.dark is not None:
+                lines.append(
+                    f"  {plan.cameras[plan.dark].name!r} loses its link {DARK_AFTER_S:.0f} s in and stays"
+                    " offline, as a dead camera does"
+                )
             deployment = fleet.deployment
             if deployment is not None:
                 state = "a draft: press Start" if deployment.state == "draft" else deployment.state
