@@ -58,6 +58,14 @@ def _enroll_rate_for(devices: int) -> None:
         SimpleRateThrottle.THROTTLE_RATES = {**rates, "enroll": f"{2 * devices}/min"}
 
 
+def _embedded_protocol() -> None:
+    """MQTT 3.1.1 for this process's server connections (ingest, publisher) when the broker is the
+    embedded one and MQTT_PROTOCOL is not set: amqtt speaks nothing else and answers an MQTT 5
+    CONNECT only after 10 s, which "auto" (5 first) would spend on every start."""
+    if settings.MQTT_BROKER == "embedded" and "MQTT_PROTOCOL" not in os.environ:
+        settings.MQTT_PROTOCOL = "3.1.1"
+
+
 class Command(BaseCommand):
     help = "Run Fleet on embedded defaults: web UI and API, broker, ingest, worker and simulated cameras."
 
@@ -89,6 +97,7 @@ class Command(BaseCommand):
             ) from exc
         httpd.set_app(get_internal_wsgi_application())
         _enroll_rate_for(devices)
+        _embedded_protocol()
         web = threading.Thread(target=httpd.serve_forever, name="fleet-web", daemon=True)
         stop = threading.Event()
         running = []
