@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/fleet
 SQLITE_TESTS ?= tests/devices tests/accounts tests/fleet/test_api_errors.py tests/fleet/test_health.py
 PYTEST_ARGS ?=
+# e.g. make demo DEMO_ARGS="--port 8001 --verbose" (the broker's port: MQTT_DEVICE_PORT=18883 make demo)
+DEMO_ARGS ?=
 
 .PHONY: install model demo stack test test-postgres test-sqlite lint format bench-api clean
 
@@ -24,7 +26,7 @@ model: install
 	$(BIN)/python models/build.py --out var/models
 
 demo: install model
-	$(BIN)/python manage.py demo
+	$(BIN)/python manage.py demo $(DEMO_ARGS)
 
 # The production processes, each its own process, on this machine's PostgreSQL, Redis and RabbitMQ
 # (STACK_CELERY_BROKER=redis for Celery on Redis); docs/operations.md, "make stack". Ctrl-C stops it.

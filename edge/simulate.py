@@ -27,11 +27,11 @@ import resource
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -42,6 +42,9 @@ from edge.sim.device import VirtualDevice
 from edge.sim.netloop import NetLoop
 from edge.sim.settings import SimSettings
 from protocol.signing import public_key_from_b64
+
+if TYPE_CHECKING:
+    from edge.sim.vision import SharedVision  # OpenCV and ONNX Runtime: only for devices that watch clips
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +105,34 @@ class Simulator:
         seed: int = 0,
         enroll_threads: int = 4,
         connect_threads: int = 4,
+        serials: Sequence[str] | None = None,
+        failing: Collection[int] = (),
+        vision: SharedVision | None = None,
+        clips: Sequence[Path | None] | None = None,
     ) -> None:
+        """`serials`: one per device (default SIM-{seed}-{i}), e.g. cameras an operator registered
+        beforehand; `failing`: indices of devices that fail every health check, beside the
+        `fail_health` share; `vision` and `clips` (one per device, None: simulated detections):
+        devices whose events come from the real detection pipeline on real footage."""
         if enroll is None:
             if not (server_url and token):
                 raise AgentError("bad_config", "give enroll=... or server_url and token")
             enroll = http_enroller(
                 server_url, token, hardware_model=(settings or SimSettings()).hardware_model
             )
+        if serials is not None and len(serials) != devices:
+            raise AgentError("bad_config", f"{len(serials)} serials for {devices} devices")
+        if clips is not None and len(clips) != devices:
+            raise AgentError("bad_config", f"{len(clips)} clips for {devices} devices")
+        if clips is not None and any(clips) and vision is None:
+            raise AgentError("bad_config", "clips need a SharedVision to run them")
         self.count = devices
+        self.serials = (
+            list(serials) if serials is not None else [f"SIM-{seed}-{i:05d}" for i in range(devices)]
+        )
+        self.failing = set(failing)
+        self.vision = vision
+        self.clips = list(clips) if clips is not None else [None] * devices
         self.state_dir = Path(state_dir)
         self.enroll = enroll
         self.settings = settings or SimSettings()
@@ -131,14 +154,18 @@ class Simulator:
         started = time.monotonic()
         with ThreadPoolExecutor(self.enroll_threads, thread_name_prefix="sim-enroll") as pool:
             futures = [
-                pool.submit(
-                    enroll_device, self.state_dir / f"dev-{i:05d}", f"SIM-{self.seed}-{i:05d}", self.enroll
-                )
-                for i in range(self.count)
+                pool.submit(enroll_device, self.state_dir / self._state_name(i), serial, self.enroll)
+                for i, serial in enumerate(self.serials)
             ]
             identities = [f.result() for f in futures]
         self.enroll_seconds = time.monotonic() - started
         return identities
+
+    def _state_name(self, index: int) -> str:
+        # Default serials keep the dev-NNNNN directories earlier runs made; given serials name theirs.
+        return (
+            f"dev-{index:05d}" if self.serials[index].startswith(f"SIM-{self.seed}-") else self.serials[index]
+        )
 
     def start(self, *, timeout: float = 120.0) -> bool:
         """Enroll and connect every device; True once all are online within `timeout`."""
@@ -153,10 +180,11 @@ class Simulator:
                 self,
                 i,
                 ident,
-                fails_health=i in picks["health"],
+                fails_health=i in picks["health"] or i in self.failing,
                 flaky=i in picks["drop"],
                 bad_payloads=i in picks["bad"],
                 seed=rng.getrandbits(32),
+                clip=self.clips[i],
             )
             for i, ident in enumerate(identities)
         ]
@@ -196,6 +224,8 @@ class Simulator:
                 t.cancel()
             self.net.close()
 
+        if self.vision is not None:
+            self.vision.close()  # queued episodes are dropped; a running one finishes
         try:
             asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(timeout)
         finally:
@@ -214,6 +244,7 @@ class Simulator:
             "connects": sum(d.stats.connects for d in self.devices),
             "disconnects": sum(d.stats.disconnects for d in self.devices),
             "bad_sent": sum(d.stats.bad_sent for d in self.devices),
+            "events": sum(d.stats.events for d in self.devices),
             "ota_reports": dict(ota),
         }
 

@@ -4,8 +4,7 @@
 - `signing_ca()`: the CA key and certificate for signing device certificates (cached;
   decrypting the key costs a key derivation, which must not happen per enrollment).
 - `revoker()`: the process-wide MosquittoRevoker ("mosquitto" mode).
-- `EmbeddedBrokerComponent`: the embedded broker as a `manage.py demo` component,
-  its revocation check backed by DeviceCertificate; `embedded()` is the running one.
+- `embedded()`: the embedded broker running in this process (demo.components starts it).
 - `check_broker()`: the /readyz check.
 """
 
@@ -22,7 +21,6 @@ from pathlib import Path
 
 from cryptography import x509
 from django.conf import settings
-from django.db import close_old_connections
 
 from fleet import pki
 
@@ -151,64 +149,6 @@ def reset() -> None:
 # -- the embedded broker ----------------------------------------------------------------------------
 
 _embedded = None
-
-
-def _is_revoked(serial: int) -> bool:
-    # Runs in the broker's executor threads: each thread has its own DB connection, which
-    # must not outlive CONN_MAX_AGE or survive a database restart.
-    from devices.identity_selectors import certificate_is_revoked
-
-    close_old_connections()
-    try:
-        return certificate_is_revoked(serial=serial)
-    finally:
-        close_old_connections()
-
-
-class EmbeddedBrokerComponent:
-    """The embedded broker for `manage.py demo`: start() / stop(), listening on MQTT_DEVICE_PORT.
-
-    Devices and the server share its one listener; a CONNECT is refused when the
-    certificate's serial is revoked in DeviceCertificate.
-    """
-
-    def __init__(self, *, host: str | None = None, port: int | None = None) -> None:
-        self.host = host or settings.MQTT_DEVICE_BIND
-        self.port = settings.MQTT_DEVICE_PORT if port is None else port
-        self.broker = None
-
-    def start(self) -> None:
-        global _embedded
-        from fleet.broker.embedded import EmbeddedBroker
-
-        files = pki_files()
-        if not all(p.exists() for p in files.all()):
-            # The embedded default sets itself up: `pki init` only creates what is missing.
-            from django.core.management import call_command
-
-            call_command("pki", "init")
-        broker = EmbeddedBroker(
-            self.host,
-            self.port,
-            # One listener for both: devices (device CA) and the server's identities (server CA).
-            files.ca_cert.read_bytes() + files.server_ca_cert.read_bytes(),
-            files.broker_cert.read_bytes(),
-            files.broker_key.read_bytes(),
-            _is_revoked,
-            max_queued_bytes=settings.MQTT_BROKER_MAX_QUEUED_BYTES,
-        )
-        broker.start()
-        self.broker, self.port = broker, broker.port
-        _embedded = broker
-        log.info("embedded MQTT broker listening on %s:%s", self.host, self.port)
-
-    def stop(self) -> None:
-        global _embedded
-        if self.broker is not None:
-            self.broker.stop()
-            if _embedded is self.broker:
-                _embedded = None
-            self.broker = None
 
 
 def embedded():

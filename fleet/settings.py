@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "devices",
     "ota",
     "telemetry",
+    "demo",
 ]
 
 MIDDLEWARE = [

@@ -13,7 +13,10 @@ import random
 import socket
 import ssl
 import time
-from dataclasses import dataclass, field
+from collections import Counter
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
@@ -41,9 +44,14 @@ from protocol.messages import (
 
 if TYPE_CHECKING:
     from edge.sim.settings import SimSettings
+    from edge.sim.vision import Episode
     from edge.simulate import Simulator
+    from edge.vision.events import DetectionEvent
 
 log = logging.getLogger(__name__)
+
+# The uplink class of each kind a device publishes, for its data usage (bytes_sent).
+UPLINK_CLASS_OF = {"events": "event", "telemetry": "telemetry"}
 
 BAD_PAYLOADS = (
     b"not json at all",
@@ -58,6 +66,9 @@ class DeviceStats:
     disconnects: int = 0
     published: int = 0
     bad_sent: int = 0
+    events: int = 0  # finished events reported
+    # Payload bytes published, by uplink class (what telemetry's bytes_sent reports as data usage).
+    bytes_sent: Counter = field(default_factory=Counter)
     refused_down: int = 0
     acks: list[tuple[str, str]] = field(default_factory=list)  # (command_id, status)
     ota: list[tuple[str, str, str | None]] = field(default_factory=list)  # (deployment, state, reason)
@@ -94,6 +105,7 @@ class VirtualDevice:
         flaky: bool,
         bad_payloads: bool,
         seed: int,
+        clip: Path | None = None,
     ) -> None:
         self.sim = sim
         self.settings: SimSettings = sim.settings
@@ -117,6 +129,11 @@ class VirtualDevice:
         self._offline_until = 0.0
         self._ota_task: asyncio.Task | None = None
         self._ota_deployment: str | None = None
+        # Real detection (sim.vision): the clip this camera watches and its last episode's figures.
+        self.clip = clip if sim.vision is not None else None
+        self._watching = False
+        self._vision: tuple[float, float] | None = None  # (sampled fps, inference ms)
+        self._bytes_base: Counter = Counter()
 
     # -- connection ------------------------------------------------------------
 
@@ -194,7 +211,9 @@ class VirtualDevice:
         s, rng = self.settings, self.rng
         now = time.monotonic()
         due = {"telemetry": now + rng.uniform(0, s.telemetry_s)}
-        if s.events_per_min > 0:
+        if self.clip is not None:
+            due["watch"] = now + rng.uniform(*s.first_watch_s)
+        elif s.events_per_min > 0:
             due["event"] = now + rng.expovariate(s.events_per_min / 60)
         if self.flaky:
             due["drop"] = now + rng.expovariate(1 / s.drop_every_s)
@@ -211,6 +230,9 @@ class VirtualDevice:
             if what == "telemetry":
                 self._telemetry()
                 due[what] = now + s.telemetry_s
+            elif what == "watch":
+                self._watch()
+                due[what] = now + rng.expovariate(1 / s.watch_every_s)
             elif what == "event":
                 self._event()
                 due[what] = now + rng.expovariate(s.events_per_min / 60)
@@ -271,9 +293,14 @@ class VirtualDevice:
         d = topics.delivery("up", kind)
         self._client.publish(self._topic(kind), payload, qos=d.qos, retain=d.retain)
         self.stats.published += 1
+        if kind in UPLINK_CLASS_OF:
+            self.stats.bytes_sent[UPLINK_CLASS_OF[kind]] += len(payload)
 
     def _telemetry(self) -> None:
         r = self.rng
+        # Data usage: the bytes this device really published since the last sample.
+        sent = {cls: n - self._bytes_base[cls] for cls, n in self.stats.bytes_sent.items()}
+        self._bytes_base = Counter(self.stats.bytes_sent)
         sample = {
             "ts": time.time(),
             "cpu_pct": round(r.uniform(10, 70), 1),
@@ -283,9 +310,49 @@ class VirtualDevice:
             "inference_ms": round(r.uniform(20, 60), 1),
             "link": "cellular" if self.index % 3 == 0 else "ethernet",
             "queue_depth": {"alert": 0, "event": r.randint(0, 3), "clip": r.randint(0, 5)},
-            "bytes_sent": {"event": r.randint(0, 4000), "telemetry": 900},
+            "bytes_sent": {cls: n for cls, n in sent.items() if n > 0},
         }
+        if self.clip is not None:  # the detector's own figures, or none before its first episode
+            fps, inference_ms = self._vision or (None, None)
+            sample |= {"fps": fps, "inference_ms": inference_ms}
         self.publish("telemetry", make(Telemetry, samples=[sample]))
+
+    # -- real detection (sim.vision) ------------------------------------------------
+
+    def _watch(self) -> None:
+        """One episode of the camera's clip on the shared detector; its events follow in real time."""
+        if self._watching or self.clip is None:
+            return  # the worker is behind: skip this one rather than queue without bound
+        from edge.sim.vision import View
+
+        self._watching = True
+        view = View(mirror=self.rng.random() < 0.5, gain=self.rng.uniform(0.8, 1.2))
+        loop = asyncio.get_running_loop()
+        future = self.sim.vision.submit(self.clip, view=view, start=time.time())
+        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._watched, f))
+
+    def _watched(self, future: Future[Episode]) -> None:
+        self._watching = False
+        if future.cancelled() or self.sim.stopping:
+            return
+        if future.exception() is not None:
+            log.warning("%s: detection episode failed: %s", self.device_id, future.exception())
+            return
+        episode = future.result()
+        fps = episode.frames_sampled / episode.duration_s if episode.duration_s else None
+        self._vision = (round(fps, 2) if fps else None, round(episode.inference_ms, 1))
+        loop = asyncio.get_running_loop()
+        for event in episode.events:
+            due = event.start if event.end is None else event.end
+            loop.call_later(max(0.0, due - time.time()), self._report_event, event)
+
+    def _report_event(self, event: DetectionEvent) -> None:
+        # The simulator uploads no media: a thumbnail too big to travel inline is left out.
+        inline = event.thumbnail is not None and fits_inline(event.thumbnail)
+        report = (event if inline else replace(event, thumbnail=None)).metadata(inline_thumbnail=inline)
+        self.publish("events", make(Events, events=[report]))
+        if event.end is not None:
+            self.stats.events += 1
 
     def _event(self) -> None:
         r = self.rng
@@ -304,9 +371,12 @@ class VirtualDevice:
         end = {**det, "end": start + r.uniform(2, 10)}
         if self.settings.thumbnails:
             end["thumbnail"] = sim_thumbnail(det["bbox"], r.randrange(1 << 24))
-        asyncio.get_running_loop().call_later(
-            end["end"] - start, lambda: self.publish("events", make(Events, events=[end]))
-        )
+
+        def finish() -> None:
+            self.publish("events", make(Events, events=[end]))
+            self.stats.events += 1
+
+        asyncio.get_running_loop().call_later(end["end"] - start, finish)
 
     def send_bad_payload(self) -> None:
         self.publish("events", self.rng.choice(BAD_PAYLOADS), raw=True)

@@ -27,4 +27,8 @@ class SimSettings:
     offline_s: tuple[float, float] = (5.0, 30.0)  # how long a dropped device stays away
     bad_every_s: float = 60.0  # mean time between bad payloads of a misbehaving device
     reboot_s: float = 2.0
+    # Devices that watch a clip (Simulator(vision=..., clips=...)): the first episode this long
+    # after connecting, then one every watch_every_s on average (exponential gaps).
+    first_watch_s: tuple[float, float] = (1.0, 30.0)
+    watch_every_s: float = 180.0
     thumbnails: bool = True  # a small drawn WebP inline in each end report, as the real agent sends

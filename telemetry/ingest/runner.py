@@ -229,9 +229,12 @@ class IngestRunner:
         return True
 
 
-def run_ingest(stop_event: threading.Event, **overrides) -> IngestRunner:
-    """Run the ingest loop in the calling thread until `stop_event` is set (the demo runs it in a thread)."""
-    runner = IngestRunner(options=IngestOptions.from_settings(**overrides), stop_event=stop_event)
+def run_ingest(
+    stop_event: threading.Event, *, runner: IngestRunner | None = None, **overrides
+) -> IngestRunner:
+    """Run the ingest loop in the calling thread until `stop_event` is set (the demo runs it in a thread).
+    `runner`: one made beforehand, so that its caller can wait on `runner.subscribed`."""
+    runner = runner or IngestRunner(options=IngestOptions.from_settings(**overrides), stop_event=stop_event)
     try:
         runner.run()
     finally:

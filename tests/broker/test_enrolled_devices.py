@@ -3,7 +3,7 @@
 
 Each test runs on Mosquitto (revoked through fleet.broker_runtime's MosquittoRevoker built
 from settings: CRL + SIGHUP + dynsec kick) and on the embedded broker as `manage.py demo`
-runs it (EmbeddedBrokerComponent: is_revoked reads DeviceCertificate, revocation kicks).
+runs it (demo.components.EmbeddedBrokerComponent: is_revoked reads DeviceCertificate, revocation kicks).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import uuid
 import paho.mqtt.client as mqtt
 import pytest
 
+from demo.components import EmbeddedBrokerComponent
 from fleet import broker_runtime
 from protocol import topics
 from tests.devices.test_identity_fixtures import (  # noqa: F401 - fixtures
@@ -55,7 +56,7 @@ def broker(request, identity_pki, settings, tmp_path):
         running.revoker.wait_reloaded()
         return
     settings.MQTT_BROKER = "embedded"
-    component = broker_runtime.EmbeddedBrokerComponent(host="127.0.0.1", port=0)
+    component = EmbeddedBrokerComponent(host="127.0.0.1", port=0)
     component.start()
     try:
         yield EmbeddedBrokerHandle(

@@ -4,9 +4,9 @@ import pytest
 from django.core.management import call_command
 
 from accounts.models import User
+from demo.components import InlineBeat
 from devices.demo import demo_seed
 from devices.models import Device, Site
-from fleet.demo import InlineBeat
 from fleet.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
@@ -60,14 +60,13 @@ def test_demo_registers_the_default_model_and_its_int8_build_as_releases(tmp_pat
     """The demo's NanoDet-g artifacts, as `make model` built them: OTA artifacts like any other."""
     import io
 
+    from demo.setup import demo_fleet_prepare, demo_models_register
     from edge.vision.models import COCO_LABELS
-    from fleet.demo import demo_models_register, simulated_fleet_prepare
     from ota.models import ModelArtifact, Release
 
     settings.DATA_DIR, settings.STORAGE_BACKEND, settings.MEDIA_ROOT = tmp_path, "local", tmp_path / "media"
-    demo_seed(devices_per_site=1)
     out = io.StringIO()
-    simulated_fleet_prepare(devices=1, stdout=out)  # makes the OTA keys, then registers
+    demo_fleet_prepare(devices=3, stdout=out)  # makes the OTA keys, then registers
     artifacts = {a.version: a for a in ModelArtifact.objects.filter(name="nanodet-g")}
     assert set(artifacts) == {"3.0.4", "3.0.4-int8"}
     for artifact in artifacts.values():
@@ -79,3 +78,58 @@ def test_demo_registers_the_default_model_and_its_int8_build_as_releases(tmp_pat
     assert hardware == {"3.0.4": ["edgecam-x86", "sim-cam"], "3.0.4-int8": ["edgecam-arm64-npu"]}
     assert "nanodet-g@3.0.4 registered" in out.getvalue()
     assert demo_models_register(stdout=out) == []  # once
+
+
+def test_demo_cameras_are_registered_across_the_sites_each_with_a_real_clip(tmp_path, settings):
+    """Registered ahead with name, site and group, so enrolling fills them in (no "never seen" rows
+    beside the simulated ones); the canary is the first in id order, as a one-canary deployment picks."""
+    import io
+
+    from demo.setup import FOOTAGE_DIR, demo_fleet_prepare
+    from devices.models import EnrollmentToken
+
+    settings.DATA_DIR, settings.STORAGE_BACKEND, settings.MEDIA_ROOT = tmp_path, "local", tmp_path / "media"
+    plan = demo_fleet_prepare(devices=7, stdout=io.StringIO())
+    registered = list(Device.objects.filter(tags__name="demo").order_by("pk"))
+    assert len(plan.cameras) == len(registered) == 9  # 3 per site: rounded up, never fewer
+    assert plan.sites == 3 and {c.site for c in plan.cameras} == set(
+        Site.objects.values_list("name", flat=True)
+    )
+    assert [c.serial for c in plan.cameras] == [d.serial for d in registered]
+    assert plan.cameras[plan.canary].serial == registered[0].serial
+    assert plan.cameras[plan.dark].serial == registered[-1].serial  # the camera shown going offline
+    assert all(c.clip.is_file() and c.clip.parent == FOOTAGE_DIR for c in plan.cameras)
+    token = EnrollmentToken.objects.get(name="demo cameras")
+    assert token.max_uses == 9 and token.site is None and token.hardware_model.name == "sim-cam"
+    assert demo_fleet_prepare(devices=7, stdout=io.StringIO()).cameras == plan.cameras  # a rerun: the same
+
+
+def test_demo_console_is_quiet_unless_verbose(settings):
+    import logging
+
+    from demo.console import quiet_logging
+
+    settings.LOGGING = {**settings.LOGGING, "loggers": dict(settings.LOGGING.get("loggers", {}))}
+    try:
+        quiet_logging(verbose=False)
+        assert logging.getLogger().level == logging.WARNING
+        assert logging.getLogger("transitions").level == logging.WARNING
+        assert logging.getLogger("celery.app.trace").level == logging.WARNING
+        assert logging.getLogger("amqtt").level == logging.ERROR
+        assert not logging.getLogger("django.server").isEnabledFor(logging.INFO)
+    finally:
+        from django.utils.log import configure_logging
+
+        configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)
+
+
+def test_demo_status_line_counts_what_an_operator_looks_for():
+    from demo.console import Status
+
+    line = Status(
+        online=47, cameras=48, sites=3, events=120, thumbnails=118, messages_per_s=4.25, deployment="paused"
+    ).line()
+    assert line == (
+        "47/48 cameras online at 3 sites · 120 events (118 with thumbnails) · 4.2 messages/s"
+        " · deployment paused"
+    )

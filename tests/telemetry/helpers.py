@@ -6,7 +6,7 @@ import time
 
 from django.utils import timezone
 
-from fleet.demo import IngestComponent
+from demo.components import IngestComponent
 from protocol import topics
 from protocol.messages import Status, Telemetry, encode, make
 from telemetry.ingest.types import RawMessage

@@ -43,7 +43,9 @@ def ingest(broker_settings):
         overrides.setdefault("client_id", f"ingest-{uuid.uuid4().hex[:6]}")
         thread = IngestThread(**overrides).start()
         made.append(thread)
-        assert wait_until(lambda: thread.runner is None and _connected(thread), 10), "ingest did not connect"
+        assert wait_until(lambda: thread.thread.is_alive() and _connected(thread), 10), (
+            "ingest did not connect"
+        )
         return thread
 
     yield start

@@ -166,11 +166,10 @@ class Stack:
 @pytest.fixture
 def stack(live_server, identity_pki, settings, tmp_path, throttle_rates) -> Iterator[Stack]:
     """The demo's components around the live server, on the test database: broker, ingest, beat."""
+    from demo.components import EmbeddedBrokerComponent, InlineBeat
     from devices.services import hardware_model_create
     from fleet import broker_runtime, mqtt
     from fleet.audit import Actor
-    from fleet.broker_runtime import EmbeddedBrokerComponent
-    from fleet.demo import InlineBeat
     from ota.services.keys import keys_init, root_public_key
     from tests.telemetry.helpers import IngestThread
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from agent_helpers import local_enroller, next_message, wait_for
@@ -137,3 +138,50 @@ def test_commands_drops_and_bad_payloads(fleet, embedded_broker, fleet_pki, mqtt
             except MessageError as exc:  # the server's ingest dead-letters this
                 bad = exc
     assert bad is not None and bad.reason in {"bad_json", "unknown_version", "schema"}
+
+
+def test_cameras_watching_real_footage_report_what_the_detector_found(
+    embedded_broker, fleet_pki, mqtt_probe, tmp_path
+):
+    """The demo's cameras: NanoDet-g (one shared session) on real clips; the events carry the
+    detector's labels and thumbnails, telemetry its sampling rate and time, and the bytes sent."""
+    from edge.sim.vision import SharedVision
+    from edge.vision.models import default_model_path
+
+    footage = Path(__file__).resolve().parents[2] / "footage"
+    vision = SharedVision(model_path=default_model_path("fp32"))
+    sim = Simulator(
+        devices=2,
+        state_dir=tmp_path,
+        enroll=local_enroller(fleet_pki, host=embedded_broker.host, port=embedded_broker.port),
+        settings=SimSettings(telemetry_s=1.0, first_watch_s=(0.1, 0.2), watch_every_s=3600),
+        serials=["SHOP-1", "TABLE-1"],
+        clips=[footage / "store-aisle.mp4", footage / "bottle-hand.mp4"],  # three shoppers; a hand, no one
+        vision=vision,
+        failing={1},
+    )
+    server = mqtt_probe(embedded_broker, fleet_pki.ingest, server_listener=True)
+    assert server.start()
+    server.subscribe(f"{topics.ROOT}/+/up/#")
+    try:
+        assert sim.start(timeout=60), sim.stats()
+        shop, table = sim.devices
+        assert (tmp_path / "SHOP-1").is_dir() and table.fails_health and not shop.fails_health
+        ends = []
+        while len(ends) < 3:
+            _, msg, raw = next_message(server, kind="events", timeout=30)
+            assert topics.parse(raw.topic).device_id == shop.device_id  # nothing on the table clip
+            ends += [e for e in msg.events if e.end is not None]
+        assert {e.label for e in ends} == {"person"} and all(e.thumbnail for e in ends)
+        assert wait_for(lambda: vision.episodes == 2, 30)
+        _, telemetry, _ = next_message(
+            server,
+            kind="telemetry",
+            where=lambda m: m.samples[0].bytes_sent.get("event") and m.samples[0].fps,
+            timeout=10,
+        )
+        sample = telemetry.samples[0]
+        assert 4.5 <= sample.fps <= 5.5 and sample.inference_ms > 0  # the agent's 5 fps sampling
+        assert shop.stats.events == 3 and table.stats.events == 0
+    finally:
+        sim.stop()
