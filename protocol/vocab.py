@@ -52,3 +52,9 @@ THUMBNAIL_FORMATS: tuple[str, ...] = get_args(ThumbnailFormat)
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+
+# Model quality (up/telemetry `quality`): the role of a model on the device, and the IoU at which a
+# shadow candidate's detection counts as the same object as the active model's (same label too).
+ModelRole = Literal["active", "shadow"]
+MODEL_ROLES: tuple[str, ...] = get_args(ModelRole)
+SHADOW_IOU = 0.5

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.agent import AGENT_VERSION
-from edge.agent.camera import Camera
+from edge.agent.camera import Camera, model_identity
 from edge.agent.config import AgentConfig
 from edge.agent.handlers import DownHandlers
 from edge.agent.identity import IdentityStore, write_atomic
@@ -24,6 +24,7 @@ from edge.agent.outbox import Outbox
 from edge.agent.renewal import Renewal
 from edge.agent.reporting import EventReporter
 from edge.agent.workers import LogRing, Worker
+from edge.quality import CRASH_MARKER, process_system
 from edge.telemetry import TelemetryBatcher
 from edge.uplink import (
     BandwidthPolicy,
@@ -75,6 +76,10 @@ class Agent:
         self.reboots = 0
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()  # set once a loop is wired (tests wait on it)
+        # Present while the agent runs; found at start, the previous run ended without close().
+        self._marker = self.state_dir / CRASH_MARKER
+        self._unclean_start = self._marker.exists()
+        self._marker.touch()
 
     # -- persistent bits ---------------------------------------------------------
 
@@ -123,6 +128,13 @@ class Agent:
         return (*named, *self.config.download_origins)
 
     # -- status ------------------------------------------------------------------
+
+    def _model_identity(self, path: Path | None) -> tuple[str, str]:
+        """(model, version) for quality telemetry: the OTA release in that slot, else the file's name."""
+        info = self.ota.release_at(path) if path is not None and self.ota is not None else None
+        if info is not None and info.model and info.version:
+            return info.model, info.version
+        return model_identity(path)
 
     def _model_version(self) -> str | None:
         release = self.ota.active_release() if self.ota is not None else None
@@ -192,9 +204,17 @@ class Agent:
             on_faults=self._faults_changed,
             realtime=cfg.realtime,
             loop_source=cfg.loop_source,
+            identify_model=self._model_identity,
+            quality_system=process_system(),
         )
+        if self._unclean_start:  # the previous run died (kill -9, power loss): its model crashed
+            self._unclean_start = False
+            self.camera.quality_meter(self.camera.initial_model(), "active").crashed()
         self.telemetry = TelemetryBatcher(
-            queue=self.queue, disk_path=self.state_dir, interval_s=cfg.telemetry_interval_s
+            queue=self.queue,
+            disk_path=self.state_dir,
+            interval_s=cfg.telemetry_interval_s,
+            quality=self.camera.quality_windows,
         )
 
     def _faults_changed(self) -> None:
@@ -286,7 +306,7 @@ class Agent:
                     next_sample = now + self.config.telemetry_sample_s
                     body = self.telemetry.tick()
                     if body is not None:
-                        self.outbox.telemetry(body["samples"])
+                        self.outbox.telemetry(body["samples"], body.get("quality"))
                 if now >= next_renewal:
                     next_renewal = now + RENEWAL_CHECK_S
                     try:
@@ -329,3 +349,4 @@ class Agent:
             self.ota.close()
         logging.getLogger().removeHandler(self.log_ring)
         self.db.close()
+        self._marker.unlink(missing_ok=True)

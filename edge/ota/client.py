@@ -178,6 +178,13 @@ class OtaClient:
         """The model the detector should load, or None for the built-in detector."""
         return self.store.model_path(self._state.active) if self._state.active else None
 
+    def release_at(self, model_path: Path) -> SlotInfo | None:
+        """The release installed in the slot holding `model_path` (a ready slot), or None."""
+        for slot, info in self._state.slots.items():
+            if info.status == "ready" and info.model and self.store.model_path(slot) == model_path:
+                return info
+        return None
+
     def in_trial(self) -> bool:
         return self._state.trial is not None
 
