@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from fleet.audit import Actor, audit_record
+from fleet.audit import audit_record
 from ota.models import (
     FAILED_STATES,
     TERMINAL,
@@ -27,12 +27,12 @@ from ota.models import (
     DeploymentState,
     DeviceUpdate,
 )
+from ota.services import lifecycle
+from ota.services.lifecycle import ENGINE, IN_FLIGHT
 from ota.services.offers import offers_send
 
 log = logging.getLogger(__name__)
 
-IN_FLIGHT = ("notified", "downloading", "verifying", "installing", "health_check")
-ENGINE = Actor.system("ota-engine")
 
 
 def in_window(start: str, end: str, local: dt.time) -> bool:
@@ -49,25 +49,6 @@ def online_since(now: dt.datetime) -> dt.datetime:
     from django.conf import settings
 
     return now - dt.timedelta(seconds=settings.OTA_ONLINE_WINDOW_S)
-
-
-def _transition(deployment: Deployment, state: str, *, reason: str, now: dt.datetime, actor: Actor) -> None:
-    before = {"state": deployment.state}
-    deployment.state = state
-    deployment.state_reason = reason[:500]
-    fields = ["state", "state_reason", "updated_at"]
-    if state in (DeploymentState.COMPLETED, DeploymentState.ABORTED, DeploymentState.ROLLED_BACK):
-        deployment.finished_at = now
-        fields.append("finished_at")
-        DeviceUpdate.objects.filter(deployment=deployment, active=True).update(active=False)
-    deployment.save(update_fields=fields)
-    audit_record(
-        actor=actor,
-        action=f"deployment.{state}",
-        instance=deployment,
-        before=before,
-        after={"state": state, "reason": reason},
-    )
 
 
 def _timeouts(deployment: Deployment, now: dt.datetime) -> int:
@@ -101,9 +82,7 @@ def check_thresholds(deployment: Deployment, now: dt.datetime) -> bool:
     rate = failed / finished
     detail = f"failure rate {rate:.0%} ({failed} of {finished} finished)"
     if deployment.abort_failure_rate is not None and rate >= deployment.abort_failure_rate:
-        from ota.services.deployments import deployment_abort
-
-        deployment_abort(
+        lifecycle.abort(
             actor=ENGINE,
             deployment=deployment,
             rollback=deployment.auto_rollback,
@@ -117,9 +96,8 @@ def check_thresholds(deployment: Deployment, now: dt.datetime) -> bool:
         and rate >= deployment.pause_failure_rate
         and failed > deployment.failures_acknowledged
     ):
-        _transition(
-            deployment,
-            DeploymentState.PAUSED,
+        lifecycle.pause(
+            deployment=deployment,
             reason=f"{detail} >= pause threshold {deployment.pause_failure_rate:.0%}",
             now=now,
             actor=ENGINE,
@@ -203,7 +181,7 @@ def _advance(deployment: Deployment, now: dt.datetime) -> None:
             deployment.save(update_fields=["wave_done_at", "updated_at"])
         if wave >= last:
             if not DeviceUpdate.objects.filter(deployment=deployment).exclude(state__in=TERMINAL).exists():
-                _transition(
+                lifecycle.transition(
                     deployment,
                     DeploymentState.COMPLETED,
                     reason="every device finished",
@@ -227,9 +205,7 @@ def deployment_step(*, deployment: Deployment, now: dt.datetime | None = None) -
         and deployment.scheduled_at
         and deployment.scheduled_at <= now
     ):
-        from ota.services.deployments import begin
-
-        begin(deployment=deployment, now=now)
+        lifecycle.begin(deployment=deployment, now=now)
     if deployment.state != DeploymentState.RUNNING:
         return deployment
     timed_out = _timeouts(deployment, now)
