@@ -159,6 +159,9 @@ class Deployment(models.Model):
     window_start = models.CharField(max_length=5, blank=True, validators=[hhmm_validator])
     window_end = models.CharField(max_length=5, blank=True, validators=[hhmm_validator])
     auto_rollback = models.BooleanField(default=False)
+    # Quality gates (ota.gates.GATE_SETTINGS): thresholds a wave's cameras must meet against a
+    # control cohort on the old model before the next wave starts; {}: none.
+    gates = models.JSONField(default=dict, blank=True)
     scheduled_at = models.DateTimeField(null=True, blank=True)
     # Progress of the engine.
     current_wave = models.IntegerField(default=-1)  # -1: not started
@@ -168,6 +171,8 @@ class Deployment(models.Model):
     state_reason = models.CharField(max_length=500, blank=True)
     # Failures the operator accepted by resuming; only failures beyond these pause again.
     failures_acknowledged = models.PositiveIntegerField(default=0)
+    # One entry per wave whose gate was evaluated (ota.services.gates): state, cohorts, numbers.
+    gate_results = models.JSONField(default=list, blank=True)
     rollback_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rollbacks"
     )

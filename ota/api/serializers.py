@@ -103,6 +103,18 @@ class DeploymentSerializer(StrictModelSerializer):
     canary_devices = serializers.ListField(
         child=serializers.CharField(max_length=63), required=False, max_length=500
     )
+    gates = serializers.DictField(
+        required=False,
+        help_text="Quality gates: thresholds a wave's cameras must meet against a control cohort on the "
+        'old model before the next wave, e.g. {"min_devices": 3, "latency_p95_regression": 0.2, '
+        '"fps_drop": 0.2, "detection_rate_change": 0.5, "crash_rate_max": 1, "on_fail": "pause"}.',
+    )
+    gate_results = serializers.ListField(
+        child=serializers.DictField(),
+        read_only=True,
+        help_text="Per wave whose gate was evaluated: state (waiting, passed, failed, overridden), the "
+        "cohorts per hardware model with their numbers and checks, and a machine-readable reason.",
+    )
     deployment_id = serializers.CharField(read_only=True)
 
     class Meta:
@@ -119,6 +131,7 @@ class DeploymentSerializer(StrictModelSerializer):
             *STRATEGY_FIELDS,
             "plan",
             "current_wave",
+            "gate_results",
             "rollback_of",
             "started_at",
             "finished_at",

@@ -14,6 +14,7 @@ from devices.models import Device, DeviceGroup, DeviceState, HardwareModel, Save
 from devices.selectors import saved_filter_devices
 from fleet.audit import Actor, audit_record, snapshot
 from fleet.services import model_delete, validation_error
+from ota import gates
 from ota.errors import OtaError
 from ota.models import (
     ACTIVE_DEPLOYMENT_STATES,
@@ -25,6 +26,7 @@ from ota.models import (
     Release,
 )
 from ota.services import lifecycle, rollout
+from ota.services.gates import gate_override
 from ota.services.lifecycle import TOOK_NEW_MODEL
 
 TARGET_KINDS = ("devices", "groups", "tags", "sites", "hardware_models", "saved_filters")
@@ -48,6 +50,7 @@ STRATEGY_FIELDS = (
     "window_start",
     "window_end",
     "auto_rollback",
+    "gates",
     "scheduled_at",
 )
 
@@ -131,6 +134,10 @@ def _check_strategy(data: dict[str, Any]) -> None:
     data["waves"] = waves
     if bool(data.get("window_start")) != bool(data.get("window_end")):
         raise _bad("window_start", "A maintenance window needs both a start and an end (HH:MM).")
+    try:
+        data["gates"] = gates.check_settings(data.get("gates"), shadow=False)
+    except ValueError as exc:
+        raise _bad("gates", str(exc)) from None
     pause, abort = data.get("pause_failure_rate"), data.get("abort_failure_rate")
     if pause is not None and abort is not None and pause > abort:
         raise _bad("pause_failure_rate", "The pause threshold must not be above the abort threshold.")
@@ -286,6 +293,7 @@ def deployment_resume(*, actor: Actor, deployment: Deployment, now: dt.datetime 
     _require(deployment, (DeploymentState.PAUSED,), "resume")
     deployment.failures_acknowledged = rollout.failure_counts(deployment)[1]
     deployment.save(update_fields=["failures_acknowledged"])
+    gate_override(deployment=deployment, actor=actor, now=now)
     if deployment.started_at is None:
         lifecycle.transition(deployment, DeploymentState.SCHEDULED, reason="resumed", now=now, actor=actor)
         return deployment

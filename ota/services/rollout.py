@@ -28,11 +28,11 @@ from ota.models import (
     DeviceUpdate,
 )
 from ota.services import lifecycle
+from ota.services.gates import gate_check
 from ota.services.lifecycle import ENGINE, IN_FLIGHT
 from ota.services.offers import offers_send
 
 log = logging.getLogger(__name__)
-
 
 
 def in_window(start: str, end: str, local: dt.time) -> bool:
@@ -189,7 +189,11 @@ def _advance(deployment: Deployment, now: dt.datetime) -> None:
                     actor=ENGINE,
                 )
             return
-        if now < deployment.wave_done_at + dt.timedelta(seconds=deployment.soak_s):
+        soak_end = deployment.wave_done_at + dt.timedelta(seconds=deployment.soak_s)
+        if now < soak_end:
+            return
+        # Quality: the wave's cameras against a control cohort, before anyone else gets the model.
+        if not gate_check(deployment=deployment, wave=wave, now=now, soak_end=soak_end):
             return
         deployment.current_wave = wave + 1
         deployment.wave_started_at, deployment.wave_done_at = now, None
