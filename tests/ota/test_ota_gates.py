@@ -363,3 +363,46 @@ def test_gate_settings_are_checked_at_create_and_shown_in_the_api(
     (gate,) = body["gate_results"]
     assert gate["state"] == "failed" and gate["reason"]["metric"] == LAT
     assert gate["cohorts"][0]["candidate"]["latency_p95_ms"] == 80.0
+
+
+@pytestmark_db
+def test_the_deployment_page_shows_the_gate_its_cohorts_and_numbers(canaried, client):
+    from django.urls import reverse
+
+    from tests.factories import UserFactory
+
+    client.force_login(UserFactory(role="viewer"))
+    deployment, canaries, rest, _, _ = canaried()
+    for d in canaries:
+        report_quality(d, version="2.0.0", p95=80.0)
+    for d in rest:
+        report_quality(d, version="1.0.0")
+    tick()
+    page = client.get(reverse("ota:deployment", args=[deployment.pk])).content.decode()
+    assert 'data-gate-wave="0" data-gate-state="failed"' in page
+    assert 'data-check="latency_p95_ms"' in page and "+100%" in page
+    assert "3 camera(s) on the new model against 7 control camera(s) (same sites)" in page
+    assert "gate_failed: latency_p95_ms on wave 0 (canary)" in page
+    assert "latency p95 regression 0.25" in page  # the strategy lists the gate's settings
+
+
+@pytestmark_db
+def test_the_create_form_takes_gates_and_refuses_bad_ones_with_the_reason(
+    client, release_factory, fleet_devices
+):
+    from django.urls import reverse
+
+    from tests.factories import UserFactory
+
+    client.force_login(UserFactory(role="operator"))
+    release = release_factory("2.0.0")
+    devices = fleet_devices(4)
+    form = {"name": "gated", "release": release.pk, "devices": ", ".join(d.device_id for d in devices),
+            "canary_count": 1, "waves": "100", "soak_s": 0, "min_finished": 1, "device_timeout_s": 60}  # fmt: skip
+    refused = client.post(reverse("ota:deployment-create"), {**form, "gates": '{"fps_drop": 3}'})
+    assert "gates.fps_drop must be within 0..1" in refused.content.decode()
+    done = client.post(
+        reverse("ota:deployment-create"), {**form, "gates": '{"fps_drop": 0.2, "min_devices": 1}'}
+    )
+    assert done.status_code == 302
+    assert Deployment.objects.get(name="gated").gates == {"fps_drop": 0.2, "min_devices": 1}
