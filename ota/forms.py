@@ -72,7 +72,7 @@ class DeploymentForm(forms.Form):
         required=False,
         label="Quality gates",
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text='Thresholds a wave must meet against cameras still on the old model before the next wave, '
+        help_text="Thresholds a wave must meet against cameras still on the old model before the next wave, "
         'e.g. {"min_devices": 3, "latency_p95_regression": 0.2, "fps_drop": 0.2, "on_fail": "pause"}. Empty: none.',
     )
     start_now = forms.BooleanField(required=False, initial=True, label="Start right away")
