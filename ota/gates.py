@@ -25,6 +25,7 @@ GATE_SETTINGS: dict[str, tuple[type, float, float]] = {
     "min_devices": (int, 1, 10_000),  # per cohort
     "min_frames": (int, 1, 10**9),  # per cohort
     "min_detections": (int, 1, 10**9),  # per label (detection rate) and shadow reference
+    "latency_p50_regression": (float, 0.0, 100.0),  # max median increase over control
     "latency_p95_regression": (float, 0.0, 100.0),  # max p95 increase over control
     "fps_drop": (float, 0.0, 1.0),  # max fps decrease below control
     "detection_rate_change": (float, 0.0, 100.0),  # max |change| of detections/hour, per label
@@ -34,6 +35,7 @@ GATE_SETTINGS: dict[str, tuple[type, float, float]] = {
     "max_wait_s": (int, 1, 30 * 86400),  # a gate still waiting this long after its soak pauses
 }
 DEFAULTS = {"min_devices": 1, "min_frames": 300, "min_detections": 20}
+LATENCY = {"latency_p50_regression": "latency_p50_ms", "latency_p95_regression": "latency_p95_ms"}
 
 
 def check_settings(gates: Any, *, shadow: bool) -> dict[str, Any]:
@@ -113,7 +115,7 @@ def evaluate(
     """The gate's verdict and every check behind it."""
     checks: list[Check] = []
     short = _sample("candidate", candidate, settings)
-    compared = any(k in settings for k in ("latency_p95_regression", "fps_drop", "detection_rate_change"))
+    compared = any(k in settings for k in (*LATENCY, "fps_drop", "detection_rate_change"))
     short_control = (
         _sample("control", control, settings) if compared or "crash_rate_max" in settings else None
     )
@@ -122,13 +124,15 @@ def evaluate(
         return "waiting", checks
     min_detections = settings.get("min_detections", DEFAULTS["min_detections"])
 
-    if "latency_p95_regression" in settings:
-        limit = settings["latency_p95_regression"]
-        change = _relative(candidate.latency_p95_ms, control.latency_p95_ms)
-        state: GateState = "waiting" if change is None else ("failed" if change > limit else "passed")
-        checks.append(
-            Check("latency_p95_ms", state, limit, candidate.latency_p95_ms, control.latency_p95_ms, change)
-        )
+    state: GateState
+    for setting, metric in LATENCY.items():
+        if setting not in settings:
+            continue
+        limit = settings[setting]
+        cand, ctrl = getattr(candidate, metric), getattr(control, metric)
+        change = _relative(cand, ctrl)
+        state = "waiting" if change is None else ("failed" if change > limit else "passed")
+        checks.append(Check(metric, state, limit, cand, ctrl, change))
     if "fps_drop" in settings and not shadow:  # a shadow runs on a share of the frames: no fps to compare
         limit = settings["fps_drop"]
         change = _relative(candidate.fps, control.fps)
