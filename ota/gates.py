@@ -38,6 +38,36 @@ DEFAULTS = {"min_devices": 1, "min_frames": 300, "min_detections": 20}
 LATENCY = {"latency_p50_regression": "latency_p50_ms", "latency_p95_regression": "latency_p95_ms"}
 
 
+def check_shadow(shadow: Any) -> dict[str, Any]:
+    """The deployment's `shadow` cleaned: {"share", "cpu_budget_pct", "soak_s"}; ValueError otherwise."""
+    if shadow in (None, {}):
+        return {}
+    if not isinstance(shadow, dict):
+        raise ValueError('shadow must be an object, e.g. {"share": 0.2, "cpu_budget_pct": 25, "soak_s": 600}')
+    unknown = sorted(set(shadow) - {"share", "cpu_budget_pct", "soak_s"})
+    if unknown:
+        raise ValueError(f"unknown shadow setting shadow.{unknown[0]} (known: share, cpu_budget_pct, soak_s)")
+    out: dict[str, Any] = {}
+    for key, default, low, high, kind in (
+        ("share", None, 0.0, 1.0, float),
+        ("cpu_budget_pct", 25.0, 0.0, 100.0, float),
+        ("soak_s", 0, 0, 30 * 86400, int),
+    ):
+        value = shadow.get(key, default)
+        if value is None:
+            raise ValueError(f"shadow.{key} is required: the share of frames the candidate runs on (0..1]")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (kind is int and value != int(value))
+        ):
+            raise ValueError(f"shadow.{key} must be {'an integer' if kind is int else 'a number'}")
+        if not (low < value <= high if kind is float else low <= value <= high):
+            raise ValueError(f"shadow.{key} must be within {'(' if kind is float else ''}{low:g}..{high:g}")
+        out[key] = kind(value)
+    return out
+
+
 def check_settings(gates: Any, *, shadow: bool) -> dict[str, Any]:
     """The deployment's `gates` cleaned; ValueError naming the field for anything else."""
     if gates in (None, {}):

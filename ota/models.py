@@ -162,6 +162,9 @@ class Deployment(models.Model):
     # Quality gates (ota.gates.GATE_SETTINGS): thresholds a wave's cameras must meet against a
     # control cohort on the old model before the next wave starts; {}: none.
     gates = models.JSONField(default=dict, blank=True)
+    # Shadow evaluation: {"share": 0..1, "cpu_budget_pct": 0..100, "soak_s": s}; {}: none. Each
+    # wave's cameras first run the release beside their model; it is activated once the gate passes.
+    shadow = models.JSONField(default=dict, blank=True)
     scheduled_at = models.DateTimeField(null=True, blank=True)
     # Progress of the engine.
     current_wave = models.IntegerField(default=-1)  # -1: not started
@@ -173,6 +176,7 @@ class Deployment(models.Model):
     failures_acknowledged = models.PositiveIntegerField(default=0)
     # One entry per wave whose gate was evaluated (ota.services.gates): state, cohorts, numbers.
     gate_results = models.JSONField(default=list, blank=True)
+    shadow_activated_wave = models.IntegerField(default=-1)  # waves up to this one were told to switch
     rollback_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rollbacks"
     )

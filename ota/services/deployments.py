@@ -51,6 +51,7 @@ STRATEGY_FIELDS = (
     "window_end",
     "auto_rollback",
     "gates",
+    "shadow",
     "scheduled_at",
 )
 
@@ -135,7 +136,11 @@ def _check_strategy(data: dict[str, Any]) -> None:
     if bool(data.get("window_start")) != bool(data.get("window_end")):
         raise _bad("window_start", "A maintenance window needs both a start and an end (HH:MM).")
     try:
-        data["gates"] = gates.check_settings(data.get("gates"), shadow=False)
+        data["shadow"] = gates.check_shadow(data.get("shadow"))
+    except ValueError as exc:
+        raise _bad("shadow", str(exc)) from None
+    try:
+        data["gates"] = gates.check_settings(data.get("gates"), shadow=bool(data["shadow"]))
     except ValueError as exc:
         raise _bad("gates", str(exc)) from None
     pause, abort = data.get("pause_failure_rate"), data.get("abort_failure_rate")

@@ -28,29 +28,39 @@ from telemetry.quality.summary import QualitySummary
 CONTROL_MAX = 500  # control devices read per hardware group: enough for the rates, bounded cost
 
 
-def _control_pool(hardware_pk: int | None, sites: set[int], exclude: list[int]) -> tuple[list[int], str]:
-    pool = Device.objects.filter(hardware_model_id=hardware_pk, state=DeviceState.ACTIVE).exclude(
-        pk__in=exclude
-    )
-    same_sites = list(
-        pool.filter(site_id__in=sites).order_by("pk").values_list("pk", flat=True)[:CONTROL_MAX]
-    )
-    return same_sites, "same_sites"
+def _cohorts(deployment: Deployment, wave: int, since: dt.datetime, *, shadow: bool) -> list[dict[str, Any]]:
+    """Per hardware model of the wave: candidate and control summaries.
 
-
-def _cohorts(deployment: Deployment, wave: int, since: dt.datetime) -> list[dict[str, Any]]:
-    """Per hardware model of the wave: candidate and control summaries."""
+    In shadow the candidate is the release's shadow windows on the wave's cameras and the control is
+    those same cameras' active model over the same frames: the best control there is.
+    """
     release = deployment.release
     model, version = release.artifact.name, release.version
-    rows = DeviceUpdate.objects.filter(deployment=deployment, wave=wave, state="succeeded").values_list(
-        "device_id", "device__hardware_model_id", "device__hardware_model__name", "device__site_id"
-    )
+    rows = DeviceUpdate.objects.filter(
+        deployment=deployment, wave=wave, state="shadow" if shadow else "succeeded"
+    ).values_list("device_id", "device__hardware_model_id", "device__hardware_model__name", "device__site_id")
     groups: dict[tuple[int | None, str | None], dict[str, Any]] = {}
     for device_pk, hw_pk, hw_name, site_pk in rows:
         g = groups.setdefault((hw_pk, hw_name), {"devices": [], "sites": set()})
         g["devices"].append(device_pk)
         if site_pk is not None:
             g["sites"].add(site_pk)
+    out = []
+    if shadow:
+        for (_, hw_name), g in sorted(groups.items(), key=lambda kv: str(kv[0][1])):
+            candidate = quality_summary(
+                device_pks=g["devices"], role="shadow", model=model, version=version, since=since
+            )
+            control = quality_summary(device_pks=g["devices"], exclude_version=version, since=since)
+            out.append(
+                {
+                    "hardware_model": hw_name,
+                    "candidate": candidate,
+                    "control": control,
+                    "scope": "same_cameras",
+                }
+            )
+        return out
     # Every device that took the new model in this deployment: never a control.
     updated = list(
         DeviceUpdate.objects.filter(deployment=deployment, state__in=lifecycle.TOOK_NEW_MODEL).values_list(
@@ -58,20 +68,22 @@ def _cohorts(deployment: Deployment, wave: int, since: dt.datetime) -> list[dict
         )
     )
     min_devices = deployment.gates.get("min_devices", gates.DEFAULTS["min_devices"])
-    out = []
     for (hw_pk, hw_name), g in sorted(groups.items(), key=lambda kv: str(kv[0][1])):
         candidate = quality_summary(device_pks=g["devices"], model=model, version=version, since=since)
-        pool, scope = _control_pool(hw_pk, g["sites"], updated)
-        control = quality_summary(device_pks=pool, exclude_version=version, since=since)
+        pool = Device.objects.filter(hardware_model_id=hw_pk, state=DeviceState.ACTIVE).exclude(
+            pk__in=updated
+        )
+        same_sites = list(
+            pool.filter(site_id__in=g["sites"]).order_by("pk").values_list("pk", flat=True)[:CONTROL_MAX]
+        )
+        control, scope = (
+            quality_summary(device_pks=same_sites, exclude_version=version, since=since),
+            "same_sites",
+        )
         if len(control.devices) < min_devices:  # too few at the same sites: the same hardware anywhere
-            pool = list(
-                Device.objects.filter(hardware_model_id=hw_pk, state=DeviceState.ACTIVE)
-                .exclude(pk__in=updated)
-                .order_by("pk")
-                .values_list("pk", flat=True)[:CONTROL_MAX]
-            )
+            anywhere = list(pool.order_by("pk").values_list("pk", flat=True)[:CONTROL_MAX])
             control, scope = (
-                quality_summary(device_pks=pool, exclude_version=version, since=since),
+                quality_summary(device_pks=anywhere, exclude_version=version, since=since),
                 "same_hardware",
             )
         out.append({"hardware_model": hw_name, "candidate": candidate, "control": control, "scope": scope})
@@ -107,7 +119,9 @@ def _reason(
     return reason, line
 
 
-def gate_evaluate(*, deployment: Deployment, wave: int, now: dt.datetime) -> dict[str, Any]:
+def gate_evaluate(
+    *, deployment: Deployment, wave: int, now: dt.datetime, shadow: bool = False
+) -> dict[str, Any]:
     """The gate of `wave` now: {"wave", "label", "state", "cohorts": [...], "reason"?}. Reads only."""
     since = deployment.wave_started_at or now
     label = next((p["label"] for p in deployment.plan if p["wave"] == wave), str(wave))
@@ -115,15 +129,16 @@ def gate_evaluate(*, deployment: Deployment, wave: int, now: dt.datetime) -> dic
         "wave": wave,
         "label": label,
         "version": deployment.release.version,
+        "mode": "shadow" if shadow else "active",
         "since": since.isoformat(),
         "evaluated_at": now.isoformat(),
         "cohorts": [],
     }
     verdicts = []
-    for group in _cohorts(deployment, wave, since):
+    for group in _cohorts(deployment, wave, since, shadow=shadow):
         cand: QualitySummary = group["candidate"]
         ctrl: QualitySummary = group["control"]
-        verdict, checks = gates.evaluate(cand, ctrl, deployment.gates, shadow=False)
+        verdict, checks = gates.evaluate(cand, ctrl, deployment.gates, shadow=shadow)
         verdicts.append(verdict)
         result["cohorts"].append(
             {
@@ -137,7 +152,11 @@ def gate_evaluate(*, deployment: Deployment, wave: int, now: dt.datetime) -> dic
         )
     if not verdicts:
         result["state"] = "waiting"
-        result["detail"] = "no device of this wave finished on the new release"
+        result["detail"] = (
+            "no camera of this wave runs the release in shadow"
+            if shadow
+            else "no device of this wave finished on the new release"
+        )
     else:
         result["state"] = (
             "failed" if "failed" in verdicts else ("waiting" if "waiting" in verdicts else "passed")
@@ -159,7 +178,9 @@ def current_gate(deployment: Deployment, wave: int) -> dict[str, Any] | None:
     return next((r for r in deployment.gate_results if r.get("wave") == wave), None)
 
 
-def gate_check(*, deployment: Deployment, wave: int, now: dt.datetime, soak_end: dt.datetime) -> bool:
+def gate_check(
+    *, deployment: Deployment, wave: int, now: dt.datetime, soak_end: dt.datetime, shadow: bool = False
+) -> bool:
     """The engine's question before it opens the next wave: may it? Stops the rollout on a failure.
 
     True when the wave's gate passed (or an operator overrode it by resuming); False while it waits
@@ -170,7 +191,7 @@ def gate_check(*, deployment: Deployment, wave: int, now: dt.datetime, soak_end:
     previous = current_gate(deployment, wave)
     if previous is not None and previous["state"] in ("passed", "overridden"):
         return True
-    result = gate_evaluate(deployment=deployment, wave=wave, now=now)
+    result = gate_evaluate(deployment=deployment, wave=wave, now=now, shadow=shadow)
     _store(deployment, result)
     if result["state"] == "passed":
         audit_record(actor=ENGINE, action="deployment.gate_passed", instance=deployment, after={"wave": wave})

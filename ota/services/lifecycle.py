@@ -18,7 +18,10 @@ from ota.models import TERMINAL, Deployment, DeploymentState, DeviceUpdate
 from ota.services.offers import offers_clear
 
 S = DeploymentState
-IN_FLIGHT = ("notified", "downloading", "verifying", "installing", "health_check")
+IN_FLIGHT = ("notified", "downloading", "verifying", "shadow", "installing", "health_check")
+# In shadow a device waits for the server (the gate), not the other way round: no timeout, no slot
+# of max_concurrent.
+DEVICE_BUSY = tuple(s for s in IN_FLIGHT if s != "shadow")
 # Devices in these states at abort time may run the new model: a rollback re-targets them.
 TOOK_NEW_MODEL = ("installing", "health_check", "succeeded")
 ENGINE = Actor.system("ota-engine")

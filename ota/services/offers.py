@@ -11,7 +11,7 @@ from django.conf import settings
 from ota.models import Deployment
 from ota.services.keys import current_keylist
 from protocol import topics
-from protocol.down import OtaOffer
+from protocol.down import OtaOffer, ShadowRequest
 from protocol.messages import encode, make, new_message_id
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,16 @@ def _presigned(deployment: Deployment) -> str | None:
         return None
 
 
-def offers_send(*, deployment: Deployment, device_ids: Iterable[str]) -> int:
+def shadow_request(deployment: Deployment, wave: int) -> ShadowRequest | None:
+    """What a device of `wave` is asked: to run the release in shadow, until its wave is activated."""
+    if not deployment.shadow or wave <= deployment.shadow_activated_wave:
+        return None
+    return ShadowRequest(share=deployment.shadow["share"], cpu_budget_pct=deployment.shadow["cpu_budget_pct"])
+
+
+def offers_send(
+    *, deployment: Deployment, device_ids: Iterable[str], shadow: ShadowRequest | None = None
+) -> int:
     """One retained OtaOffer per device (fresh message id each; the documents are shared)."""
     ids = list(device_ids)
     if not ids:
@@ -46,6 +55,7 @@ def offers_send(*, deployment: Deployment, device_ids: Iterable[str]) -> int:
         manifest=deployment.release.manifest,
         keylist=current_keylist().document,
         artifact_url=_presigned(deployment),
+        shadow=shadow,
     )
     for device_id in ids:
         # Validated once above; each device's copy differs only in its message id.

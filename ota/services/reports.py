@@ -13,14 +13,17 @@ from django.utils import timezone
 from devices.models import Device
 from ota.models import Deployment, DeploymentState, DeviceUpdate
 from ota.services import rollout
-from ota.services.offers import offers_send
+from ota.services.offers import offers_send, shadow_request
 from protocol.up import OtaReport
 from protocol.vocab import OTA_STATES, OTA_TERMINAL_STATES
 
 log = logging.getLogger(__name__)
 
 # Order of progress; every terminal state ranks last, so nothing leaves a terminal state.
-RANK = {state: (6 if state in OTA_TERMINAL_STATES else OTA_STATES.index(state)) for state in OTA_STATES}
+RANK = {
+    state: (len(OTA_STATES) if state in OTA_TERMINAL_STATES else OTA_STATES.index(state))
+    for state in OTA_STATES
+}
 
 
 def deployment_pk(deployment_id: str) -> int | None:
@@ -161,5 +164,6 @@ def device_came_online(device: Device, *, now: dt.datetime | None = None) -> int
         for row in rows:
             if row.delivered_at is None:
                 DeviceUpdate.objects.filter(pk=row.pk, delivered_at__isnull=True).update(delivered_at=now)
-            sent += offers_send(deployment=row.deployment, device_ids=[device.device_id])
+            shadow = shadow_request(row.deployment, row.wave)
+            sent += offers_send(deployment=row.deployment, device_ids=[device.device_id], shadow=shadow)
     return sent
