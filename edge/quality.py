@@ -173,3 +173,58 @@ def process_system() -> Callable[[], dict[str, Any]]:
         }
 
     return read
+
+
+class ShadowRun:
+    """A candidate model run beside the active one: on every n-th frame the active model runs on
+    (n = 1 / share), while its detector time stays within `cpu_budget_pct` of wall time (one core);
+    its detections are compared with the active model's on the same frame (agreement())."""
+
+    BUDGET_WINDOW_S = 30.0  # the budget is kept over this window, so a burst cannot starve it for ever
+
+    def __init__(
+        self,
+        detector: Any,
+        meter: QualityMeter,
+        *,
+        share: float,
+        cpu_budget_pct: float,
+        score_floor: Callable[[str], float] = lambda label: 0.0,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if not 0 < share <= 1 or not 0 < cpu_budget_pct <= 100:
+            raise ValueError("share must lie in (0, 1] and cpu_budget_pct in (0, 100]")
+        self.detector, self.meter = detector, meter
+        self.every = max(1, round(1 / share))
+        self.budget = cpu_budget_pct / 100
+        self._floor = score_floor
+        self._clock = clock
+        self._n = 0
+        self._busy_s = 0.0
+        self._since = clock()
+        self.over_budget = 0  # frames skipped to keep within the budget
+
+    def offer(self, image: Any, active: Sequence[Detection]) -> bool:
+        """One frame the active model ran on, with its detections; True if the candidate ran."""
+        self._n += 1
+        if self._n % self.every:
+            return False
+        now = self._clock()
+        if now - self._since > self.BUDGET_WINDOW_S:
+            self._since, self._busy_s = now, 0.0
+        if self._busy_s > self.budget * (now - self._since):
+            self.over_budget += 1
+            return False
+        try:
+            found = self.detector.detect(image, motion=None)
+        except Exception:  # a candidate that breaks is what shadow mode is for: count it, go on
+            self._busy_s += self._clock() - now
+            self.meter.crashed()
+            return False
+        spent = self._clock() - now
+        self._busy_s += spent
+        found = [d for d in found if d.score >= self._floor(d.label)]
+        self.meter.run(latency_ms=1000.0 * spent, detections=found)
+        matched, reference, extra = agreement(active, found)
+        self.meter.compare(matched=matched, reference=reference, extra=extra)
+        return True

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edge.quality import QualityMeter
+from edge.quality import QualityMeter, ShadowRun
 from edge.vision.config import DetectionConfig
 from edge.vision.detectors import Detection, Detector, MotionBlobDetector
 from edge.vision.errors import VisionError
@@ -106,6 +106,8 @@ class Camera:
         self._quality_system = quality_system
         self._meters: dict[tuple[str, str, str], QualityMeter] = {}
         self.meter: QualityMeter | None = None  # the active model's
+        self.shadow: ShadowRun | None = None  # a candidate run beside the active model
+        self._pending_shadow: tuple[Path | None, Any] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -128,6 +130,36 @@ class Camera:
         with self._lock:
             self._model_path = model_path
             self._pending_model = True
+
+    def set_shadow(self, model_path: Path | None, request: Any) -> None:
+        """Run the candidate at `model_path` in shadow (request: share, cpu_budget_pct), or stop (None)."""
+        with self._lock:
+            self._pending_shadow = (model_path, request if model_path is not None else None)
+
+    def _apply_shadow(self) -> None:
+        with self._lock:
+            pending, self._pending_shadow = self._pending_shadow, None
+        if pending is None:
+            return
+        path, request = pending
+        self.shadow = None
+        if path is None or request is None:
+            return
+        meter = self.quality_meter(path, "shadow")
+        try:
+            detector = build_detector(self.config, path, threads=self.threads)
+        except VisionError as exc:
+            log.error("shadow model refused: %s", exc)
+            meter.crashed()
+            return
+        self.shadow = ShadowRun(
+            detector,
+            meter,
+            share=request.share,
+            cpu_budget_pct=request.cpu_budget_pct,
+            score_floor=self.config.score_floor,
+        )
+        log.info("shadow run of %s on 1 in %d frames", path, self.shadow.every)
 
     def start(self) -> None:
         if not self.enabled or (self._thread is not None and self._thread.is_alive()):
@@ -221,6 +253,8 @@ class Camera:
         if meter is None:
             return
         meter.run(latency_ms=latency_ms, detections=detections)
+        if self.shadow is not None:
+            self.shadow.offer(frame.image, detections)
         # A frame processed more than one sample interval after capture: the model is not keeping
         # real time, and a live camera would have overwritten it.
         if self.realtime and time.time() - frame.ts > 1.0 / self.config.sample_fps:
@@ -234,7 +268,7 @@ class Camera:
             window = meter.window()
             if window is not None:
                 out.append(window)
-            elif meter is not self.meter:
+            elif meter is not self.meter and (self.shadow is None or meter is not self.shadow.meter):
                 self._meters.pop(key, None)
         return out
 
@@ -293,6 +327,8 @@ class Camera:
                     # New settings: a fresh pipeline (tracks restart; the sampler rate may change).
                     self.pipeline = self._new_pipeline()
                     last_sampled = 0
+                if self._pending_shadow is not None:
+                    self._apply_shadow()
                 self.last_frame = frame
                 self.frames += 1
                 events = self.pipeline.process(frame)

@@ -116,6 +116,7 @@ class Agent:
                 grace_s=self.config.ota_grace_s,
                 health_check=DetectorHealthCheck(),
                 on_active_changed=lambda path: self.camera.set_model(path),
+                on_shadow=lambda path, request: self.camera.set_shadow(path, request),
                 download_origins=self._download_origins(),
             )
         except OtaError as exc:
@@ -270,6 +271,10 @@ class Agent:
             # for a (re)birth and re-sends unfinished offers, so a refresh after a revert to the
             # same model or a retained re-delivery would only draw the same offer again.
             self.publish_status()
+
+    def ota_cleared(self) -> None:
+        """down/ota emptied (the deployment was aborted): nothing to install, nothing to shadow."""
+        self.camera.set_shadow(None, None)
 
     def _ota_report(self, state: str, reason: str | None = None, progress: float | None = None) -> None:
         job = self.ota.job if self.ota is not None else None

@@ -130,3 +130,18 @@ def slow_model(matmuls: int = 12, base: Path | None = None) -> bytes:
     graph.node.extend(nodes)
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+def miswired_model(scale: float = 0.25, base: Path | None = None) -> bytes:
+    """The real default model with the wrong input pre-processing baked in: the image is scaled by
+    `scale` before the network (a build that normalises with the wrong mean/std). Loads, passes the
+    health check, runs as fast, and misses much of what the real model finds."""
+    model = onnx.load(str(base or default_model()))
+    graph = model.graph
+    x = graph.input[0].name
+    graph.initializer.append(numpy_helper.from_array(np.array(scale, np.float32), "miswired_scale"))
+    for node in graph.node:
+        node.input[:] = ["miswired_in" if i == x else i for i in node.input]
+    graph.node.insert(0, helper.make_node("Mul", [x, "miswired_scale"], ["miswired_in"]))
+    onnx.checker.check_model(model)
+    return model.SerializeToString()

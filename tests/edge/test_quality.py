@@ -7,7 +7,7 @@ import msgspec
 import pytest
 
 from edge.agent.camera import Camera
-from edge.quality import MAX_RUNS, QualityMeter, agreement, percentile
+from edge.quality import MAX_RUNS, QualityMeter, ShadowRun, agreement, percentile
 from edge.telemetry import TelemetryBatcher
 from edge.vision.detectors import Detection
 from protocol.messages import encode, make
@@ -112,3 +112,69 @@ def test_the_camera_measures_the_real_detector_on_real_footage_into_telemetry():
     assert 0 < q.latency_p50_ms <= q.latency_p95_ms
     assert q.detections.get("person", 0) > 0  # three shoppers walk the aisle
     assert 0 < q.score_mean <= 1
+
+
+class _Fixed:
+    """A detector stand-in for the shadow runner's bookkeeping (the real model is tested below)."""
+
+    def __init__(self, found=(), fail=False):
+        self.found, self.fail, self.calls = list(found), fail, 0
+
+    def detect(self, image, *, motion=None):
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("candidate broke")
+        return self.found
+
+
+def test_shadow_runs_on_its_share_of_frames_within_its_cpu_budget_and_counts_crashes():
+    person = Detection("person", 0.9, (10, 10, 50, 100))
+    meter = QualityMeter(model="m", version="2", role="shadow")
+    cand = _Fixed([person])
+    run = ShadowRun(cand, meter, share=0.25, cpu_budget_pct=100)
+    ran = [run.offer(None, [person]) for _ in range(12)]
+    assert ran.count(True) == 3 and cand.calls == 3  # 1 in 4
+    w = meter.window()
+    assert (w["frames"], w["matched"], w["reference"], w["extra"]) == (3, 3, 3, 0)
+    # A detector that takes all the time it is given: the budget (10% of one core) holds it back.
+    t = [0.0]
+
+    class Slow(_Fixed):
+        def detect(self, image, *, motion=None):
+            t[0] += 1.0  # one second per frame
+            return super().detect(image)
+
+    slow = ShadowRun(Slow(), meter, share=1.0, cpu_budget_pct=10, clock=lambda: t[0])
+    for _ in range(30):
+        slow.offer(None, [])
+        t[0] += 0.2  # frames 0.2 s apart
+    assert slow.detector.calls <= 10 and slow.over_budget >= 20
+    broken = ShadowRun(_Fixed(fail=True), meter, share=1.0, cpu_budget_pct=100)
+    assert not broken.offer(None, [person])
+    assert meter.window()["crashes"] == 1
+    with pytest.raises(ValueError, match="share"):
+        ShadowRun(cand, meter, share=0, cpu_budget_pct=10)
+
+
+def test_shadow_agreement_on_real_footage_tells_a_miswired_build_from_the_real_model(tmp_path):
+    from edge.quality import ShadowRun
+    from edge.vision.onnx_detector import OnnxDetector
+    from edge.vision.sources import open_source
+    from tests.edge.detector_models import miswired_model
+
+    active = OnnxDetector(default_model())
+    miswired = tmp_path / "miswired.onnx"
+    miswired.write_bytes(miswired_model(0.1))
+    same = ShadowRun(OnnxDetector(default_model()), QualityMeter(model="m", version="same", role="shadow"),
+                     share=1.0, cpu_budget_pct=100)  # fmt: skip
+    bad = ShadowRun(OnnxDetector(miswired), QualityMeter(model="m", version="bad", role="shadow"),
+                    share=1.0, cpu_budget_pct=100)  # fmt: skip
+    for i, frame in enumerate(open_source("tests/footage/store-aisle.mp4")):
+        if i % 4 == 0:
+            found = active.detect(frame.image)
+            same.offer(frame.image, found)
+            bad.offer(frame.image, found)
+    s, b = same.meter.window(), bad.meter.window()
+    assert s["reference"] == b["reference"] >= 20  # the shoppers, as the active model sees them
+    assert s["matched"] == s["reference"] and s["extra"] == 0  # the same model agrees with itself
+    assert b["matched"] / b["reference"] < 0.5  # the miswired build misses most of them

@@ -406,3 +406,148 @@ def test_the_create_form_takes_gates_and_refuses_bad_ones_with_the_reason(
     )
     assert done.status_code == 302
     assert Deployment.objects.get(name="gated").gates == {"fps_drop": 0.2, "min_devices": 1}
+
+
+# --- shadow ---------------------------------------------------------------------
+
+SHADOW_GATES = {"min_devices": 1, "min_frames": 100, "min_detections": 20, "shadow_recall_min": 0.9}
+
+
+def report_shadow(device, *, version: str, matched: int, reference: int = 100, extra: int = 0):
+    """The same five minutes twice, as an agent in shadow sends them: the active model and the candidate."""
+    end = timezone.now().timestamp()
+    base = {"model": "person-det", "start": end - 300, "end": end, "frames": 300, "latency_p50_ms": 30.0,
+            "latency_p95_ms": 40.0, "detections": {"person": reference}}  # fmt: skip
+    windows = [
+        {**base, "version": "1.0.0"},
+        {
+            **base,
+            "version": version,
+            "role": "shadow",
+            "frames": 150,
+            "matched": matched,
+            "reference": reference,
+            "extra": extra,
+        },
+    ]
+    result = ingest_batch(
+        messages=[
+            raw(device.device_id, "telemetry", telemetry_payload([sample(end)], ts=end, quality=windows))
+        ]
+    )
+    assert not result.dead_letters
+
+
+def shadow_to(sim_device, outbox, device_id) -> None:
+    """The device takes its latest (shadow) offer to "shadow", as the agent reports it."""
+    from ota import handlers
+
+    offer = outbox.offers(device_id)[-1]
+    assert offer.shadow is not None
+    sim_device.verify(offer)
+    for state in ("downloading", "verifying", "shadow"):
+        handlers.handle(device_id=device_id, message=sim_device.report(offer, state))
+
+
+@pytestmark_db
+def test_a_shadow_wave_is_activated_only_after_its_gate_passes(
+    system, release_factory, fleet_devices, outbox, sim
+):
+    new = release_factory("2.0.0")
+    devices = fleet_devices(4)
+    sims = {d.device_id: sim(d.device_id) for d in devices}
+    shadow = {"share": 0.5, "cpu_budget_pct": 20, "soak_s": 0}
+    deployment = deploy(
+        system,
+        new,
+        devices,
+        canary_count=1,
+        waves=[100],
+        gates=SHADOW_GATES,
+        shadow=shadow,
+        device_timeout_s=60,
+    )
+    (canary,) = [d for d in devices if outbox.for_device(d.device_id)]
+    offer = outbox.offers(canary.device_id)[-1]
+    assert (offer.shadow.share, offer.shadow.cpu_budget_pct) == (0.5, 20.0)
+    shadow_to(sims[canary.device_id], outbox, canary.device_id)
+    from ota.services.rollout import _timeouts
+
+    # Far past the device timeout: a camera in shadow waits for the server, it does not time out.
+    assert _timeouts(deployment, timezone.now() + dt.timedelta(hours=2)) == 0
+    tick()
+    update = DeviceUpdate.objects.get(deployment=deployment, device=canary)
+    deployment.refresh_from_db()
+    assert update.state == "shadow" and deployment.gate_results[0]["state"] == "waiting"
+    assert len(outbox.offers(canary.device_id)) == 1  # not activated
+    report_shadow(canary, version="2.0.0", matched=97)
+    tick()
+    deployment.refresh_from_db()
+    gate = deployment.gate_results[0]
+    assert gate["state"] == "passed" and gate["mode"] == "shadow", str(gate)
+    assert gate["cohorts"][0]["control_scope"] == "same_cameras"
+    assert {c["metric"] for c in gate["cohorts"][0]["checks"]} == {"shadow_recall"}
+    activation = outbox.offers(canary.device_id)[-1]
+    assert activation.shadow is None and activation.manifest == offer.manifest  # the same release: switch
+    finish(sims[canary.device_id], outbox, canary.device_id)
+    rest = [d for d in devices if d != canary]
+    assert all(outbox.offers(d.device_id)[-1].shadow is not None for d in rest)  # the next wave shadows first
+    for d in rest:
+        shadow_to(sims[d.device_id], outbox, d.device_id)
+        report_shadow(d, version="2.0.0", matched=95)
+    tick()
+    for d in rest:
+        finish(sims[d.device_id], outbox, d.device_id)
+    deployment.refresh_from_db()
+    assert deployment.state == "completed" and [g["state"] for g in deployment.gate_results] == [
+        "passed",
+        "passed",
+    ]
+
+
+@pytestmark_db
+def test_a_build_that_misses_in_shadow_is_stopped_on_the_canary_and_never_activated(
+    system, release_factory, fleet_devices, outbox, sim
+):
+    new = release_factory("2.0.0")
+    devices = fleet_devices(4)
+    deployment = deploy(
+        system,
+        new,
+        devices,
+        canary_count=1,
+        waves=[100],
+        gates={**SHADOW_GATES, "on_fail": "abort"},
+        shadow={"share": 0.2},
+    )
+    (canary,) = [d for d in devices if outbox.for_device(d.device_id)]
+    shadow_to(sim(canary.device_id), outbox, canary.device_id)
+    report_shadow(canary, version="2.0.0", matched=30, extra=12)
+    tick()
+    deployment.refresh_from_db()
+    assert deployment.state == "aborted"
+    reason = deployment.gate_results[0]["reason"]
+    assert (reason["metric"], reason["candidate"], reason["threshold"]) == ("shadow_recall", 0.3, 0.9)
+    assert reason["cohorts"]["control"]["scope"] == "same_cameras"
+    assert deployment.state_reason.startswith("gate_failed: shadow_recall on wave 0 (canary)")
+    update = DeviceUpdate.objects.get(deployment=deployment, device=canary)
+    assert (update.state, update.reason) == ("cancelled", "deployment aborted while shadow")
+    # Never activated: the canary got the shadow offer, then the clearing (empty) payload; the rest nothing.
+    assert [bool(p) for p in outbox.for_device(canary.device_id)] == [True, False]
+    assert all(not outbox.for_device(d.device_id) for d in devices if d != canary)
+
+
+@pytestmark_db
+def test_shadow_settings_are_checked_by_name(system, release_factory, fleet_devices):
+    release = release_factory("2.0.0")
+    (device,) = fleet_devices(1)
+    base = {"name": "x", "release": release, "targets": {"devices": [device.device_id]}}
+    for shadow, gates_settings, field, message in (
+        ({"share": 0}, {}, "shadow", "shadow.share must be within (0..1"),
+        ({"cpu_budget_pct": 10}, {}, "shadow", "shadow.share is required"),
+        ({"share": 0.2, "every": 3}, {}, "shadow", "unknown shadow setting shadow.every"),
+        ({}, {"shadow_recall_min": 0.9}, "gates", "need a shadow deployment"),
+    ):
+        with pytest.raises(OtaError) as err:
+            deployment_create(actor=system, data={**base, "shadow": shadow, "gates": gates_settings})
+        assert field in err.value.fields and message in err.value.fields[field][0]
