@@ -17,7 +17,7 @@ from agent_helpers import agent_config
 
 from edge.enroll import enroll
 from protocol import topics
-from tests.edge.detector_models import default_model, slow_model
+from tests.edge.detector_models import default_model, miswired_model, slow_model
 
 if "pytest_django.plugin" not in sys.modules:  # run with -p no:django
     pytest.skip("needs pytest-django's live server and database", allow_module_level=True)
@@ -46,7 +46,7 @@ class FleetServer(Server):
             probe.subscribe(topics.up(device_id, "telemetry"))
 
 
-def _deploy(rel, device_ids: list[str]):
+def _deploy(rel, device_ids: list[str], gates=GATES, **strategy):
     from fleet.audit import Actor
     from ota.services import deployment_create, deployment_start
 
@@ -60,23 +60,19 @@ def _deploy(rel, device_ids: list[str]):
             "canary_count": 1,
             "waves": [100],
             "device_timeout_s": 120,
-            "gates": GATES,
+            "gates": gates,
+            **strategy,
         },
     )
     return deployment_start(actor=actor, deployment=deployment)
 
 
-def test_real_agents_pass_a_good_release_and_stop_a_slow_one_at_the_canary(
-    live, ota_keys, make_token, mqtt_probe, embedded_broker, fleet_pki, tmp_path
-):
-    from edge.agent.runner import Agent
-    from ota.models import Deployment, DeviceUpdate
-    from telemetry.models import ModelQualitySample
-
-    _, key = make_token(max_uses=3)
+def _cameras(live, make_token, ota_keys, tmp_path, n: int = 3):
+    """n cameras enrolled through the live server, each with an agent config on the footage."""
+    _, key = make_token(max_uses=n)
     ids = []
     configs = []
-    for i in range(3):
+    for i in range(n):
         state = tmp_path / f"cam{i}"
         ids.append(
             enroll(
@@ -95,6 +91,17 @@ def test_real_agents_pass_a_good_release_and_stop_a_slow_one_at_the_canary(
                 telemetry_interval_s=2.0,
             )
         )
+    return ids, configs
+
+
+def test_real_agents_pass_a_good_release_and_stop_a_slow_one_at_the_canary(
+    live, ota_keys, make_token, mqtt_probe, embedded_broker, fleet_pki, tmp_path
+):
+    from edge.agent.runner import Agent
+    from ota.models import Deployment, DeviceUpdate
+    from telemetry.models import ModelQualitySample
+
+    ids, configs = _cameras(live, make_token, ota_keys, tmp_path)
     probe = mqtt_probe(embedded_broker, fleet_pki.ingest, server_listener=True)
     assert probe.start(), probe.failure
     server = FleetServer(probe, ids)
@@ -164,4 +171,76 @@ def test_real_agents_pass_a_good_release_and_stop_a_slow_one_at_the_canary(
         assert versions.pop(canary) == "3.0.0" and set(versions.values()) == {"2.0.0"}
     finally:
         for agent in agents:
+            agent.close()
+
+
+SHADOW_GATES = {"min_devices": 1, "min_frames": 5, "min_detections": 10, "shadow_recall_min": 0.8}
+
+
+def test_real_agents_catch_a_miswired_build_in_shadow_and_activate_a_good_one(
+    live, ota_keys, make_token, mqtt_probe, embedded_broker, fleet_pki, tmp_path
+):
+    from edge.agent.runner import Agent
+    from ota.models import Deployment, DeviceUpdate
+    from ota.services import deployment_abort
+
+    ids, configs = _cameras(live, make_token, ota_keys, tmp_path)
+    probe = mqtt_probe(embedded_broker, fleet_pki.ingest, server_listener=True)
+    assert probe.start(), probe.failure
+    server = FleetServer(probe, ids)
+    agents = {c.state_dir.name: Agent(c) for c in configs}
+    by_id = dict(zip(ids, agents.values(), strict=True))
+    for agent in agents.values():
+        agent.start()
+    shadow = {"share": 0.5, "cpu_budget_pct": 50, "soak_s": 0}
+    try:
+        # 1. The real model with the wrong pre-processing baked in: verified, stored in the canary's
+        # B slot, run in shadow; it misses most of what the active model sees, so the gate stops it.
+        bad = release("2.0.0", miswired_model(0.1))
+        dep = _deploy(bad, ids, gates=SHADOW_GATES, shadow=shadow)
+        canary = DeviceUpdate.objects.get(deployment=dep, wave=0).device.device_id
+        server.until(lambda: Deployment.objects.get(pk=dep.pk).state == "paused", "miswired build paused", 90)
+        dep.refresh_from_db()
+        reason = dep.gate_results[0]["reason"]
+        assert reason["metric"] == "shadow_recall" and reason["candidate"] < SHADOW_GATES["shadow_recall_min"]
+        assert reason["cohorts"]["candidate"]["version"] == "2.0.0"
+        assert reason["cohorts"]["candidate"]["reference"] >= SHADOW_GATES["min_detections"]
+        assert dep.state_reason.startswith("gate_failed: shadow_recall on wave 0 (canary)")
+        agent = by_id[canary]
+        assert agent.ota.active_release() is None  # never activated: the default model still runs
+        stored = agent.ota.state.slots[agent.ota.state.other(agent.ota.state.active)]
+        assert (stored.status, stored.version, stored.sha256) == ("ready", "2.0.0", bad.artifact.sha256)
+        assert server.report_states(dep.deployment_id) == ["downloading", "verifying", "shadow"]
+        assert agent.camera.shadow is not None
+        states = dict(DeviceUpdate.objects.filter(deployment=dep).values_list("device__device_id", "state"))
+        assert states.pop(canary) == "shadow" and set(states.values()) == {"pending"}
+        # The operator aborts: the offer is cleared and the canary stops shadowing.
+        from fleet.audit import Actor
+
+        deployment_abort(actor=Actor.system("test"), deployment=dep)
+        server.until(lambda: agent.camera.shadow is None, "shadow run stopped after the abort", 20)
+
+        # 2. The real model, in shadow on every wave: it agrees, each wave is activated from the slot
+        # it verified in shadow (no second download) and the rollout completes.
+        good = release("3.0.0", default_model().read_bytes())
+        dep = _deploy(good, ids, gates=SHADOW_GATES, shadow=shadow)
+        server.until(
+            lambda: Deployment.objects.get(pk=dep.pk).state == "completed", "good build completed", 120
+        )
+        dep.refresh_from_db()
+        assert [g["state"] for g in dep.gate_results] == ["passed", "passed"]
+        assert all(g["mode"] == "shadow" for g in dep.gate_results)
+        recall = dep.gate_results[0]["cohorts"][0]["candidate"]["recall"]
+        assert recall >= SHADOW_GATES["shadow_recall_min"]
+        assert set(DeviceUpdate.objects.filter(deployment=dep).values_list("state", flat=True)) == {
+            "succeeded"
+        }
+        assert all(a.ota.active_release().version == "3.0.0" for a in agents.values())
+        assert all(a.camera.shadow is None for a in agents.values())
+        states = [r.state for r in server.reports if r.deployment_id == dep.deployment_id]
+        # Each camera downloaded once (in shadow), then switched to the stored slot.
+        assert states.count("succeeded") == 3 and states.count("shadow") == 3
+        assert states.count("verifying") == 3
+    finally:
+        for agent in agents.values():
             agent.close()
