@@ -115,6 +115,28 @@ class Release(models.Model):
         return f"{self.track.name}@{self.version} #{self.serial}"
 
 
+class ReleaseArtifact(models.Model):
+    """A release's own build for one hardware model (int8 for a low-power ARM camera, say), signed
+    in a manifest of its own: same model, version and serial, this artifact's URL, size and sha256,
+    only this hardware model. Cameras of other hardware get the release's main manifest."""
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="artifacts")
+    hardware_model = models.ForeignKey(HardwareModel, on_delete=models.PROTECT, related_name="+")
+    artifact = models.ForeignKey(ModelArtifact, on_delete=models.PROTECT, related_name="release_builds")
+    manifest = models.JSONField()
+
+    class Meta:
+        ordering = ("id",)
+        constraints = [
+            models.UniqueConstraint(
+                fields=["release", "hardware_model"], name="ota_release_artifact_hardware"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.release} for {self.hardware_model_id}: {self.artifact}"
+
+
 class DeploymentState(models.TextChoices):
     DRAFT = "draft"
     SCHEDULED = "scheduled"

@@ -55,8 +55,18 @@ class ArtifactUploadSerializer(StrictSerializer):
         return [found[n] for n in dict.fromkeys(names)]
 
 
+class ReleaseArtifactSerializer(serializers.Serializer):
+    hardware_model = serializers.CharField(source="hardware_model.name", read_only=True)
+    artifact = serializers.IntegerField(source="artifact_id", read_only=True)
+    sha256 = serializers.CharField(source="artifact.sha256", read_only=True)
+    manifest = serializers.JSONField(read_only=True)
+
+
 class ReleaseSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="track.name", read_only=True)
+    artifacts = ReleaseArtifactSerializer(
+        many=True, read_only=True, help_text="Per-hardware builds, each with its own signed manifest."
+    )
     hardware_models = HardwareNamesField(read_only=True)
     signed_by = serializers.CharField(source="signed_by.keyid", read_only=True)
 
@@ -69,6 +79,7 @@ class ReleaseSerializer(serializers.ModelSerializer):
             "serial",
             "artifact",
             "hardware_models",
+            "artifacts",
             "min_agent_version",
             "expires_at",
             "signed_by",
@@ -82,6 +93,12 @@ class ReleaseSerializer(serializers.ModelSerializer):
 
 class ReleaseCreateSerializer(StrictSerializer):
     artifact = serializers.PrimaryKeyRelatedField(queryset=ModelArtifact.objects.all())
+    artifacts = serializers.DictField(
+        child=serializers.PrimaryKeyRelatedField(queryset=ModelArtifact.objects.all()),
+        required=False,
+        help_text='A build of its own for some hardware models: {"cam-arm": <artifact id>}; '
+        "`artifact` serves the others.",
+    )
     hardware_models = serializers.ListField(
         child=serializers.CharField(max_length=100), min_length=1, max_length=256
     )

@@ -22,10 +22,16 @@ from ota import gates
 from ota.models import Deployment, DeviceUpdate
 from ota.services import lifecycle
 from ota.services.lifecycle import ENGINE
+from ota.services.offers import builds
 from telemetry.quality.selectors import quality_summary
 from telemetry.quality.summary import QualitySummary
 
 CONTROL_MAX = 500  # control devices read per hardware group: enough for the rates, bounded cost
+
+
+def _artifact(by_hardware: dict, hardware_pk: int | None) -> str:
+    _, artifact = by_hardware.get(hardware_pk) or by_hardware[None]
+    return f"{artifact.name}@{artifact.version} ({artifact.sha256[:12]})"
 
 
 def _cohorts(deployment: Deployment, wave: int, since: dt.datetime, *, shadow: bool) -> list[dict[str, Any]]:
@@ -39,6 +45,7 @@ def _cohorts(deployment: Deployment, wave: int, since: dt.datetime, *, shadow: b
     rows = DeviceUpdate.objects.filter(
         deployment=deployment, wave=wave, state="shadow" if shadow else "succeeded"
     ).values_list("device_id", "device__hardware_model_id", "device__hardware_model__name", "device__site_id")
+    by_hardware = builds(release)  # one artifact per hardware model: cohorts compare per artifact
     groups: dict[tuple[int | None, str | None], dict[str, Any]] = {}
     for device_pk, hw_pk, hw_name, site_pk in rows:
         g = groups.setdefault((hw_pk, hw_name), {"devices": [], "sites": set()})
@@ -47,7 +54,7 @@ def _cohorts(deployment: Deployment, wave: int, since: dt.datetime, *, shadow: b
             g["sites"].add(site_pk)
     out = []
     if shadow:
-        for (_, hw_name), g in sorted(groups.items(), key=lambda kv: str(kv[0][1])):
+        for (hw_pk, hw_name), g in sorted(groups.items(), key=lambda kv: str(kv[0][1])):
             candidate = quality_summary(
                 device_pks=g["devices"], role="shadow", model=model, version=version, since=since
             )
@@ -55,6 +62,7 @@ def _cohorts(deployment: Deployment, wave: int, since: dt.datetime, *, shadow: b
             out.append(
                 {
                     "hardware_model": hw_name,
+                    "artifact": _artifact(by_hardware, hw_pk),
                     "candidate": candidate,
                     "control": control,
                     "scope": "same_cameras",
@@ -86,7 +94,8 @@ def _cohorts(deployment: Deployment, wave: int, since: dt.datetime, *, shadow: b
                 quality_summary(device_pks=anywhere, exclude_version=version, since=since),
                 "same_hardware",
             )
-        out.append({"hardware_model": hw_name, "candidate": candidate, "control": control, "scope": scope})
+        out.append({"hardware_model": hw_name, "artifact": _artifact(by_hardware, hw_pk), "candidate": candidate,
+                    "control": control, "scope": scope})  # fmt: skip
     return out
 
 
@@ -99,6 +108,7 @@ def _reason(
         "wave": result["wave"],
         "metric": check["metric"],
         "hardware_model": cohort["hardware_model"],
+        "artifact": cohort["artifact"],
         "cohorts": {
             "candidate": {"version": result["version"], **cohort["candidate"]},
             "control": {"scope": cohort["control_scope"], **cohort["control"]},
@@ -143,6 +153,7 @@ def gate_evaluate(
         result["cohorts"].append(
             {
                 "hardware_model": group["hardware_model"],
+                "artifact": group["artifact"],
                 "state": verdict,
                 "candidate": cand.as_dict(),
                 "control": ctrl.as_dict(),
