@@ -146,3 +146,15 @@ def test_gates_compare_cohorts_per_artifact_and_a_rollback_resigns_every_build(s
     (variant,) = again.artifacts.all()
     assert variant.artifact == old.artifacts.get().artifact and again.artifact == old.artifact
     deployment_abort(actor=system, deployment=child)
+
+
+def test_the_release_page_lists_its_builds(builds, client):
+    from django.urls import reverse
+
+    from tests.factories import UserFactory
+
+    _, _, make = builds
+    release, _, int8 = make()
+    client.force_login(UserFactory(role="viewer"))
+    page = client.get(reverse("ota:release", args=[release.pk])).content.decode()
+    assert 'data-build="cam-arm"' in page and str(int8) in page
