@@ -38,6 +38,9 @@ DEFAULTS = {"min_devices": 1, "min_frames": 300, "min_detections": 20}
 LATENCY = {"latency_p50_regression": "latency_p50_ms", "latency_p95_regression": "latency_p95_ms"}
 
 
+DEFAULT_SHADOW_SHARE = 0.2  # of the frames the active model runs on (bench/gates.py: its cost on a camera)
+
+
 def check_shadow(shadow: Any) -> dict[str, Any]:
     """The deployment's `shadow` cleaned: {"share", "cpu_budget_pct", "soak_s"}; ValueError otherwise."""
     if shadow in (None, {}):
@@ -49,13 +52,11 @@ def check_shadow(shadow: Any) -> dict[str, Any]:
         raise ValueError(f"unknown shadow setting shadow.{unknown[0]} (known: share, cpu_budget_pct, soak_s)")
     out: dict[str, Any] = {}
     for key, default, low, high, kind in (
-        ("share", None, 0.0, 1.0, float),
+        ("share", DEFAULT_SHADOW_SHARE, 0.0, 1.0, float),
         ("cpu_budget_pct", 25.0, 0.0, 100.0, float),
         ("soak_s", 0, 0, 30 * 86400, int),
     ):
         value = shadow.get(key, default)
-        if value is None:
-            raise ValueError(f"shadow.{key} is required: the share of frames the candidate runs on (0..1]")
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)

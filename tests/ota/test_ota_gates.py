@@ -538,16 +538,18 @@ def test_a_build_that_misses_in_shadow_is_stopped_on_the_canary_and_never_activa
 
 
 @pytestmark_db
-def test_shadow_settings_are_checked_by_name(system, release_factory, fleet_devices):
+def test_shadow_settings_are_checked_by_name_and_default(system, release_factory, fleet_devices):
     release = release_factory("2.0.0")
     (device,) = fleet_devices(1)
     base = {"name": "x", "release": release, "targets": {"devices": [device.device_id]}}
     for shadow, gates_settings, field, message in (
         ({"share": 0}, {}, "shadow", "shadow.share must be within (0..1"),
-        ({"cpu_budget_pct": 10}, {}, "shadow", "shadow.share is required"),
+        ({"cpu_budget_pct": 0}, {}, "shadow", "shadow.cpu_budget_pct must be within (0..100"),
         ({"share": 0.2, "every": 3}, {}, "shadow", "unknown shadow setting shadow.every"),
         ({}, {"shadow_recall_min": 0.9}, "gates", "need a shadow deployment"),
     ):
         with pytest.raises(OtaError) as err:
             deployment_create(actor=system, data={**base, "shadow": shadow, "gates": gates_settings})
         assert field in err.value.fields and message in err.value.fields[field][0]
+    deployment = deployment_create(actor=system, data={**base, "shadow": {"soak_s": 60}})
+    assert deployment.shadow == {"share": gates.DEFAULT_SHADOW_SHARE, "cpu_budget_pct": 25.0, "soak_s": 60}
