@@ -217,7 +217,7 @@ def bench_decision(cameras: int) -> None:
                 "waves": [100],
                 "canary_count": cameras // 10,
                 "gates": gates if gated else {},
-            },  # fmt: skip
+            },
         )
         with mock.patch("ota.services.offers.send"):  # offers are not what is measured here
             t0 = time.perf_counter()
