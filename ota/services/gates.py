@@ -27,6 +27,9 @@ from telemetry.quality.selectors import quality_summary
 from telemetry.quality.summary import QualitySummary
 
 CONTROL_MAX = 500  # control devices read per hardware group: enough for the rates, bounded cost
+# The control's windows count from this long before the wave started: nothing changed on those
+# cameras, and a wave that finishes within one telemetry interval still has a control to compare.
+CONTROL_LOOKBACK = dt.timedelta(minutes=15)
 
 
 def _artifact(by_hardware: dict, hardware_pk: int | None) -> str:
@@ -84,14 +87,15 @@ def _cohorts(deployment: Deployment, wave: int, since: dt.datetime, *, shadow: b
         same_sites = list(
             pool.filter(site_id__in=g["sites"]).order_by("pk").values_list("pk", flat=True)[:CONTROL_MAX]
         )
+        control_since = since - CONTROL_LOOKBACK
         control, scope = (
-            quality_summary(device_pks=same_sites, exclude_version=version, since=since),
+            quality_summary(device_pks=same_sites, exclude_version=version, since=control_since),
             "same_sites",
         )
         if len(control.devices) < min_devices:  # too few at the same sites: the same hardware anywhere
             anywhere = list(pool.order_by("pk").values_list("pk", flat=True)[:CONTROL_MAX])
             control, scope = (
-                quality_summary(device_pks=anywhere, exclude_version=version, since=since),
+                quality_summary(device_pks=anywhere, exclude_version=version, since=control_since),
                 "same_hardware",
             )
         out.append({"hardware_model": hw_name, "artifact": _artifact(by_hardware, hw_pk), "candidate": candidate,
