@@ -387,7 +387,7 @@ def test_the_deployment_page_shows_the_gate_its_cohorts_and_numbers(canaried, cl
 
 
 @pytestmark_db
-def test_the_create_form_takes_gates_and_refuses_bad_ones_with_the_reason(
+def test_the_create_form_takes_gates_and_shadow_and_refuses_bad_ones_with_the_reason(
     client, release_factory, fleet_devices
 ):
     from django.urls import reverse
@@ -401,11 +401,18 @@ def test_the_create_form_takes_gates_and_refuses_bad_ones_with_the_reason(
             "canary_count": 1, "waves": "100", "soak_s": 0, "min_finished": 1, "device_timeout_s": 60}  # fmt: skip
     refused = client.post(reverse("ota:deployment-create"), {**form, "gates": '{"fps_drop": 3}'})
     assert "gates.fps_drop must be within 0..1" in refused.content.decode()
+    refused = client.post(reverse("ota:deployment-create"), {**form, "shadow": '{"share": 2}'})
+    assert "shadow.share must be within (0..1" in refused.content.decode()
     done = client.post(
-        reverse("ota:deployment-create"), {**form, "gates": '{"fps_drop": 0.2, "min_devices": 1}'}
+        reverse("ota:deployment-create"),
+        {**form, "gates": '{"fps_drop": 0.2, "min_devices": 1}', "shadow": '{"share": 0.1}'},
     )
     assert done.status_code == 302
-    assert Deployment.objects.get(name="gated").gates == {"fps_drop": 0.2, "min_devices": 1}
+    created = Deployment.objects.get(name="gated")
+    assert created.gates == {"fps_drop": 0.2, "min_devices": 1}
+    assert created.shadow == {"share": 0.1, "cpu_budget_pct": 25.0, "soak_s": 0}
+    page = client.get(done.url).content.decode()
+    assert "10% of frames, CPU budget 25.0%" in page
 
 
 # --- shadow ---------------------------------------------------------------------
