@@ -63,6 +63,8 @@ class AgentConfig:
     renew_retry_s: float = 3600.0
     ota_root_key: str | None = None
     ota_grace_s: float = 30.0
+    # A new model's self-test frame must run within this (its health check); slower is reverted.
+    ota_health_budget_ms: float = 1000.0
     # More origins OTA artifacts may come from, beside those the server named at enrollment
     # (e.g. "file://" to install from local files).
     download_origins: tuple[str, ...] = ()
@@ -76,6 +78,8 @@ class AgentConfig:
             raise AgentError("bad_config", "detector_threads must lie in [1, 64]")
         if self.mqtt_protocol not in ("3.1.1", "5"):
             raise AgentError("bad_config", f"mqtt_protocol must be 3.1.1 or 5, not {self.mqtt_protocol!r}")
+        if not 0 < self.ota_health_budget_ms <= 600_000:
+            raise AgentError("bad_config", "ota_health_budget_ms must lie in (0, 600000]")
         if not 0 < self.renew_remaining < 1:
             raise AgentError("bad_config", "renew_remaining must lie in (0, 1)")
         if self.reconnect_min_s <= 0 or self.reconnect_max_s < self.reconnect_min_s:

@@ -114,7 +114,7 @@ class Agent:
                 root_public_key=self.config.ota_root_key,
                 report=self._ota_report,
                 grace_s=self.config.ota_grace_s,
-                health_check=DetectorHealthCheck(),
+                health_check=DetectorHealthCheck(latency_budget_ms=self.config.ota_health_budget_ms),
                 on_active_changed=lambda path: self.camera.set_model(path),
                 on_shadow=lambda path, request: self.camera.set_shadow(path, request),
                 download_origins=self._download_origins(),

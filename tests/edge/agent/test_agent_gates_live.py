@@ -85,6 +85,9 @@ def _cameras(live, make_token, ota_keys, tmp_path, n: int = 3):
                 hardware_model=HARDWARE,
                 ota_root_key=ota_keys,
                 ota_grace_s=0.5,
+                # Room for the slow build's self-test on a busy test machine: the gate is what
+                # must catch it here, not the device's own budget.
+                ota_health_budget_ms=10_000,
                 source=FOOTAGE,
                 detection={"sample_fps": 1},
                 telemetry_sample_s=1.0,
@@ -142,7 +145,7 @@ def test_real_agents_pass_a_good_release_and_stop_a_slow_one_at_the_canary(
         assert all(a.ota.active_release().version == "2.0.0" for a in agents)
 
         # 2. A slow build: installed and healthy on the canary, then caught by the latency gate.
-        slow = release("3.0.0", slow_model(matmuls=20))
+        slow = release("3.0.0", slow_model(matmuls=60))
         dep = _deploy(slow, ids)
         canary = DeviceUpdate.objects.get(deployment=dep, wave=0).device.device_id
         try:
