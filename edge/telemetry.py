@@ -92,7 +92,7 @@ class QueueStats(Protocol):
 
 
 class TelemetryBatcher:
-    """Collects samples and hands back one up/telemetry body ({"samples": [...]}) when due.
+    """Collects samples and hands back one up/telemetry body ({"samples": [...], "quality": [...]}) when due.
 
     The agent calls `observe()` from the pipeline as frames go by and `tick()` on its
     sampling period; `tick()` returns a body to publish, or None. A sample leaves out what
@@ -110,6 +110,7 @@ class TelemetryBatcher:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         system: Callable[[], dict[str, Any]] | None = None,
+        quality: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         if interval_s <= 0 or max_samples < 1:
             raise ValueError("interval_s must be positive and max_samples at least 1")
@@ -119,6 +120,7 @@ class TelemetryBatcher:
         self._clock = clock
         self._wall = wall
         self._system = system or (lambda: sample_system(disk_path=disk_path))
+        self._quality = quality  # per model version, over the window of one body (edge.quality)
         self._samples: list[dict[str, Any]] = []
         self._since = clock()
         self._fps: list[float] = []
@@ -162,7 +164,9 @@ class TelemetryBatcher:
         self._since = self._clock()
         if not self._samples:
             return None
-        body = {"samples": self._samples}
+        body: dict[str, Any] = {"samples": self._samples}
+        if self._quality is not None:
+            body["quality"] = self._quality()
         self._samples = []
         return body
 

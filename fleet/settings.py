@@ -313,6 +313,7 @@ CELERY_BEAT_SCHEDULE.update(
         },
         "telemetry-rollup-1m": {"task": "telemetry.tasks.metrics_rollup_minutes", "schedule": 60.0},
         "telemetry-rollup-1h": {"task": "telemetry.tasks.metrics_rollup_hours", "schedule": 15 * 60.0},
+        "telemetry-quality-1h": {"task": "telemetry.tasks.quality_rollup_hours", "schedule": 15 * 60.0},
         "telemetry-partitions": {"task": "telemetry.tasks.metrics_partitions_ensure", "schedule": 3600.0},
         "telemetry-retention": {"task": "telemetry.tasks.telemetry_retention", "schedule": 3600.0},
     }

@@ -68,6 +68,20 @@ class DeploymentForm(forms.Form):
     auto_rollback = forms.BooleanField(
         required=False, help_text="On abort, ship each camera its previous release."
     )
+    gates = forms.JSONField(
+        required=False,
+        label="Quality gates",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Thresholds a wave must meet against cameras still on the old model before the next wave, "
+        'e.g. {"min_devices": 3, "latency_p95_regression": 0.2, "fps_drop": 0.2, "on_fail": "pause"}. Empty: none.',
+    )
+    shadow = forms.JSONField(
+        required=False,
+        label="Shadow evaluation",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text='Run the release beside the active model first, e.g. {"share": 0.2, "cpu_budget_pct": 25, '
+        '"soak_s": 600}; each wave switches once its gate passes. Empty: switch at once.',
+    )
     start_now = forms.BooleanField(required=False, initial=True, label="Start right away")
 
     scheduled_at = forms.DateTimeField(
@@ -100,4 +114,6 @@ class DeploymentForm(forms.Form):
         strategy = {k: data[k] for k in ("canary_count", "canary_devices", "waves", "soak_s", "pause_failure_rate",
                                           "abort_failure_rate", "min_finished", "max_concurrent", "max_per_minute",
                                           "device_timeout_s", "window_start", "window_end", "auto_rollback", "scheduled_at")}  # fmt: skip
+        strategy["gates"] = data.get("gates") or {}
+        strategy["shadow"] = data.get("shadow") or {}
         return {"name": data["name"], "release": data["release"], "targets": self.targets(), **strategy}

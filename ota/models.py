@@ -115,6 +115,28 @@ class Release(models.Model):
         return f"{self.track.name}@{self.version} #{self.serial}"
 
 
+class ReleaseArtifact(models.Model):
+    """A release's own build for one hardware model (int8 for a low-power ARM camera, say), signed
+    in a manifest of its own: same model, version and serial, this artifact's URL, size and sha256,
+    only this hardware model. Cameras of other hardware get the release's main manifest."""
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="artifacts")
+    hardware_model = models.ForeignKey(HardwareModel, on_delete=models.PROTECT, related_name="+")
+    artifact = models.ForeignKey(ModelArtifact, on_delete=models.PROTECT, related_name="release_builds")
+    manifest = models.JSONField()
+
+    class Meta:
+        ordering = ("id",)
+        constraints = [
+            models.UniqueConstraint(
+                fields=["release", "hardware_model"], name="ota_release_artifact_hardware"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.release} for {self.hardware_model_id}: {self.artifact}"
+
+
 class DeploymentState(models.TextChoices):
     DRAFT = "draft"
     SCHEDULED = "scheduled"
@@ -159,6 +181,12 @@ class Deployment(models.Model):
     window_start = models.CharField(max_length=5, blank=True, validators=[hhmm_validator])
     window_end = models.CharField(max_length=5, blank=True, validators=[hhmm_validator])
     auto_rollback = models.BooleanField(default=False)
+    # Quality gates (ota.gates.GATE_SETTINGS): thresholds a wave's cameras must meet against a
+    # control cohort on the old model before the next wave starts; {}: none.
+    gates = models.JSONField(default=dict, blank=True)
+    # Shadow evaluation: {"share": 0..1, "cpu_budget_pct": 0..100, "soak_s": s}; {}: none. Each
+    # wave's cameras first run the release beside their model; it is activated once the gate passes.
+    shadow = models.JSONField(default=dict, blank=True)
     scheduled_at = models.DateTimeField(null=True, blank=True)
     # Progress of the engine.
     current_wave = models.IntegerField(default=-1)  # -1: not started
@@ -168,6 +196,9 @@ class Deployment(models.Model):
     state_reason = models.CharField(max_length=500, blank=True)
     # Failures the operator accepted by resuming; only failures beyond these pause again.
     failures_acknowledged = models.PositiveIntegerField(default=0)
+    # One entry per wave whose gate was evaluated (ota.services.gates): state, cohorts, numbers.
+    gate_results = models.JSONField(default=list, blank=True)
+    shadow_activated_wave = models.IntegerField(default=-1)  # waves up to this one were told to switch
     rollback_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rollbacks"
     )

@@ -95,6 +95,13 @@ class Config(Message, kw_only=True):
 # --- down/ota (retained) -------------------------------------------------------
 
 
+class ShadowRequest(Frozen, kw_only=True):
+    """Run the offered model beside the active one instead of switching to it (see up/ota "shadow")."""
+
+    share: Annotated[float, msgspec.Meta(gt=0, le=1)]  # of the frames the active model runs on
+    cpu_budget_pct: Annotated[float, msgspec.Meta(gt=0, le=100)] = 25.0  # shadow time / wall time, at most
+
+
 class OtaOffer(Message, kw_only=True):
     """A release to install; both documents are verified on the device (protocol.manifest)."""
 
@@ -105,6 +112,9 @@ class OtaOffer(Message, kw_only=True):
     # URL that expires long before the manifest does). Unsigned on purpose: the
     # signed size and sha256 are what make the bytes trusted, not where they came from.
     artifact_url: Url | None = None
+    # Set: verify and store the release, run it in shadow, do not activate it (until an offer of
+    # the same release comes without `shadow`).
+    shadow: ShadowRequest | None = None
 
     def __post_init__(self) -> None:
         check_value(self.manifest, "manifest")

@@ -25,7 +25,7 @@ from protocol._base import (
     check_pem,
 )
 from protocol.jsonsafe import check_value
-from protocol.vocab import AckStatus, Link, MediaKind, OtaDeviceState, UplinkClass
+from protocol.vocab import AckStatus, Link, MediaKind, ModelRole, OtaDeviceState, UplinkClass
 
 # --- up/status -----------------------------------------------------------------
 
@@ -65,8 +65,56 @@ class TelemetrySample(Frozen, kw_only=True, omit_defaults=True):
     bytes_sent: dict[UplinkClass, NonNegInt] = {}
 
 
+# A label as the detector names it (COCO: "person", "traffic light"); at most MAX_LABELS per window.
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+MAX_LABELS = 100
+Ms = Annotated[float, msgspec.Meta(ge=0, le=3_600_000)]
+
+
+class ModelQuality(Frozen, kw_only=True, omit_defaults=True):
+    """What one model version did on the device over a window (since the previous telemetry message).
+
+    role "active": the model the camera runs. role "shadow": a candidate run next to it on a share
+    of the frames (a shadow deployment); matched / reference / extra compare its detections with the
+    active model's on those same frames (same label, IoU >= protocol.vocab.SHADOW_IOU).
+    """
+
+    model: Name
+    version: Version
+    role: ModelRole = "active"
+    start: Timestamp
+    end: Timestamp
+    frames: NonNegInt  # frames the model ran on in the window
+    dropped_frames: NonNegInt = 0  # frames the sampler was due to take but missed (processing behind)
+    latency_p50_ms: Ms | None = None
+    latency_p95_ms: Ms | None = None
+    fps: NonNegFloat | None = None  # frames the model ran on per second of the window
+    detections: Annotated[dict[Label, NonNegInt], msgspec.Meta(max_length=MAX_LABELS)] = {}
+    score_mean: Unit | None = None
+    crashes: NonNegInt = 0  # detector errors, camera thread failures, unclean agent restarts
+    cpu_pct: Percent | None = None  # the agent process, share of all cores
+    temp_c: Annotated[float, msgspec.Meta(ge=-100, le=200)] | None = None
+    matched: NonNegInt = 0
+    reference: NonNegInt = 0
+    extra: NonNegInt = 0
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ValueError("quality window ends before it starts")
+        if self.matched > self.reference:
+            raise ValueError("matched cannot exceed reference (the active model's detections)")
+        if (
+            self.latency_p50_ms is not None
+            and self.latency_p95_ms is not None
+            and self.latency_p95_ms < self.latency_p50_ms
+        ):
+            raise ValueError("latency_p95_ms is below latency_p50_ms")
+
+
 class Telemetry(Message, kw_only=True):
     samples: Annotated[list[TelemetrySample], msgspec.Meta(min_length=1, max_length=500)]
+    # Per model version (the active one, a shadow candidate; one more across a model switch).
+    quality: Annotated[list[ModelQuality], msgspec.Meta(max_length=4)] = []
 
 
 # --- up/events -----------------------------------------------------------------

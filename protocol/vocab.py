@@ -15,6 +15,7 @@ OtaState = Literal[
     "notified",
     "downloading",
     "verifying",
+    "shadow",
     "installing",
     "health_check",
     "succeeded",
@@ -29,8 +30,10 @@ OTA_TERMINAL_STATES: frozenset[str] = frozenset(
 )
 # failed: refused or broken before the new model was ever active (old model untouched);
 # rolled_back: the new model was switched to, failed its health check, the old slot is back.
+# shadow: verified and stored in the inactive slot, run beside the active model on a share of the
+# frames (a shadow offer); it is activated only by a later offer of the same release without shadow.
 OtaDeviceState = Literal[
-    "downloading", "verifying", "installing", "health_check", "succeeded", "failed", "rolled_back"
+    "downloading", "verifying", "shadow", "installing", "health_check", "succeeded", "failed", "rolled_back"
 ]
 OTA_DEVICE_STATES: tuple[str, ...] = get_args(OtaDeviceState)
 
@@ -52,3 +55,9 @@ THUMBNAIL_FORMATS: tuple[str, ...] = get_args(ThumbnailFormat)
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+
+# Model quality (up/telemetry `quality`): the role of a model on the device, and the IoU at which a
+# shadow candidate's detection counts as the same object as the active model's (same label too).
+ModelRole = Literal["active", "shadow"]
+MODEL_ROLES: tuple[str, ...] = get_args(ModelRole)
+SHADOW_IOU = 0.5

@@ -9,7 +9,14 @@ from django.db import connection
 from django.utils import timezone
 
 from telemetry.metrics.partitions import metrics_partitions_drop, partitioned
-from telemetry.models import DeadLetter, MetricRollup, MetricSample, ProcessedMessage
+from telemetry.models import (
+    DeadLetter,
+    MetricRollup,
+    MetricSample,
+    ModelQualityRollup,
+    ModelQualitySample,
+    ProcessedMessage,
+)
 from telemetry.models.metrics import Resolution
 
 
@@ -31,6 +38,13 @@ def telemetry_retention(*, now: dt.datetime | None = None) -> dict[str, int]:
     )._raw_delete(connection.alias)
     removed["rollups_1h"] = MetricRollup.objects.filter(
         resolution=Resolution.HOUR, bucket__lt=_days(settings.METRICS_1H_RETENTION_DAYS, now)
+    )._raw_delete(connection.alias)
+    # Model quality keeps the metrics' retention: raw windows like raw samples, hourly like 1h rollups.
+    removed["quality_windows"] = ModelQualitySample.objects.filter(end__lt=raw_cutoff)._raw_delete(
+        connection.alias
+    )
+    removed["quality_rollups"] = ModelQualityRollup.objects.filter(
+        bucket__lt=_days(settings.METRICS_1H_RETENTION_DAYS, now)
     )._raw_delete(connection.alias)
     # A processed id only has to outlive any redelivery of its message (broker session, device queue).
     removed["processed_ids"] = ProcessedMessage.objects.filter(

@@ -8,6 +8,7 @@ from telemetry.events import tasks as _events_tasks  # noqa: F401
 from telemetry.metrics.partitions import metrics_partitions_ensure as _partitions_ensure
 from telemetry.metrics.rollups import metrics_rollup_recent
 from telemetry.models.metrics import Resolution
+from telemetry.quality.services import quality_rollup_recent
 from telemetry.retention import telemetry_retention as _retention
 from telemetry.status.services import status_sweep as _status_sweep
 
@@ -26,6 +27,11 @@ def metrics_rollup_minutes() -> int:
 @shared_task(ignore_result=True)
 def metrics_rollup_hours() -> int:
     return metrics_rollup_recent(resolution=Resolution.HOUR)
+
+
+@shared_task(ignore_result=True)
+def quality_rollup_hours() -> int:
+    return quality_rollup_recent()
 
 
 @shared_task(ignore_result=True)

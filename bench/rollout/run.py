@@ -82,6 +82,11 @@ def main() -> None:
         default="final",
         help="final: each device reports succeeded only; full: all five states",
     )
+    parser.add_argument(
+        "--gates",
+        action="store_true",
+        help="quality gates on every wave: each device sends a quality window after succeeded",
+    )
     args = parser.parse_args()
     ensure_database(os.environ["DATABASE_URL"])
 
@@ -111,6 +116,7 @@ def main() -> None:
     from protocol.down import Command
     from protocol.messages import decode_up, encode, make
     from telemetry.ingest.types import Inbound
+    from telemetry.metrics.handlers import handle_telemetry
 
     with connection.cursor() as cur:  # a clean slate (this database is the benchmark's own)
         cur.execute(
@@ -167,6 +173,7 @@ def main() -> None:
             str(port),
             root_b64,
             args.reports,
+            "gates" if args.gates else "-",
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -183,6 +190,31 @@ def main() -> None:
     time.sleep(0.3)
     device_pks = dict(Device.objects.values_list("device_id", "pk"))  # the ingest knows its devices
     device_ids = list(device_pks)
+    gates = {}
+    if args.gates:
+        # The fleet's quality before the rollout: one window of the old model per device (the control).
+        from protocol.messages import Telemetry
+        from telemetry.quality.services import quality_record
+
+        end = time.time()
+        old = {"model": "person-det", "version": "1.0.0", "start": end - 120, "end": end, "frames": 600,
+               "latency_p50_ms": 30.0, "latency_p95_ms": 45.0, "fps": 5.0, "detections": {"person": 31}}  # fmt: skip
+        body = make(Telemetry, samples=[{"ts": end, "cpu_pct": 40.0, "mem_pct": 50.0}], quality=[old])
+        quality_record(
+            items=[
+                Inbound(
+                    device_pk=pk,
+                    device_id=d,
+                    kind="telemetry",
+                    message=body,
+                    received_at=timezone.now(),
+                    topic="",
+                )
+                for d, pk in device_pks.items()
+            ]
+        )
+        gates = {"min_devices": 10, "min_frames": 1000, "latency_p95_regression": 0.25, "fps_drop": 0.2,
+                 "detection_rate_change": 0.5}  # fmt: skip
 
     def drain(max_items: int = 1000, wait: float = 0.05) -> list:
         items = []
@@ -221,6 +253,7 @@ def main() -> None:
                     "targets": {"sites": [site.pk]},
                     "waves": [33, 66, 100],
                     "soak_s": 0,
+                    "gates": gates,
                 },
             )
             setup_queries, create_s = counter.count, time.perf_counter() - c0
@@ -232,22 +265,24 @@ def main() -> None:
             while time.monotonic() < deadline:
                 batch = drain()
                 if batch:
-                    items = []
+                    items, telemetry = [], []
                     for topic, payload, received in batch:
                         parsed = topics.parse(topic)
-                        items.append(
-                            Inbound(
-                                device_pk=device_pks[parsed.device_id],
-                                device_id=parsed.device_id,
-                                kind="ota",
-                                message=decode_up("ota", payload),
-                                received_at=received,
-                                topic=topic,
-                            )
+                        inbound = Inbound(
+                            device_pk=device_pks[parsed.device_id],
+                            device_id=parsed.device_id,
+                            kind=parsed.kind,
+                            message=decode_up(parsed.kind, payload),
+                            received_at=received,
+                            topic=topic,
                         )
+                        (items if parsed.kind == "ota" else telemetry).append(inbound)
                     before = counter.count
                     with transaction.atomic():
-                        handle_reports(items=items)
+                        if telemetry:
+                            handle_telemetry(items=telemetry)
+                        if items:
+                            handle_reports(items=items)
                     report_queries += counter.count - before
                     reports += len(items)
                 if time.monotonic() - last_tick >= 1.0:
@@ -272,7 +307,8 @@ def main() -> None:
         f"{connection.vendor} {'.'.join(map(str, connection.pg_version // 10000 and divmod(connection.pg_version, 10000)))}"
     )
     print(
-        f"devices: {n}, reports per device: {'1 (succeeded)' if args.reports == 'final' else '5 (full)'}, waves 33/66/100 %, soak 0"
+        f"devices: {n}, reports per device: {'1 (succeeded)' if args.reports == 'final' else '5 (full)'}, waves 33/66/100 %, soak 0, "
+        f"gates {'on (+1 quality window per device)' if args.gates else 'off'}"
     )
     print(f"bare round trips (down/cmd -> up/ack):  {base_s:7.2f} s  {base_cpu / n * 1e3:6.3f} ms CPU/device")
     print(

@@ -18,11 +18,14 @@ from protocol import topics
 from protocol.manifest import verify_keylist, verify_manifest
 from protocol.messages import decode_down, encode, make
 from protocol.signing import public_key_from_b64
-from protocol.up import Ack, OtaReport
+from protocol.up import Ack, OtaReport, Telemetry
 
 
 def main() -> None:
     host, port, root_b64, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    gates = (
+        len(sys.argv) > 5 and sys.argv[5] == "gates"
+    )  # after succeeded, one quality window of the new model
     root = public_key_from_b64(root_b64)
     verified: dict[tuple[str, str], int] = {}
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-sim", protocol=mqtt.MQTTv311)
@@ -67,6 +70,13 @@ def main() -> None:
                 state=state,
             )
             client.publish(topics.up(parsed.device_id, "ota"), encode(report), qos=1)
+        if gates:
+            end = time.time()
+            window = {"model": offer.manifest["signed"]["model"], "version": offer.manifest["signed"]["version"],
+                      "start": end - 120, "end": end, "frames": 600, "latency_p50_ms": 30.0,
+                      "latency_p95_ms": 44.0, "fps": 5.0, "detections": {"person": 30}}  # fmt: skip
+            body = make(Telemetry, samples=[{"ts": end, "cpu_pct": 40.0, "mem_pct": 50.0}], quality=[window])
+            client.publish(topics.up(parsed.device_id, "telemetry"), encode(body), qos=1)
 
     ready = threading.Event()
     client.on_message = on_message

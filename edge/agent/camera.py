@@ -17,8 +17,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from edge.quality import QualityMeter, ShadowRun
 from edge.vision.config import DetectionConfig
-from edge.vision.detectors import Detector, MotionBlobDetector
+from edge.vision.detectors import Detection, Detector, MotionBlobDetector
 from edge.vision.errors import VisionError
 from edge.vision.events import DetectionEvent
 from edge.vision.frame import Frame
@@ -30,6 +31,12 @@ log = logging.getLogger(__name__)
 NO_CAMERA = "none"
 STATS_PERIOD_S = 5.0
 RETRY_S = (1.0, 30.0)  # backoff between attempts to open a failed source
+BUILTIN_MODEL = ("motion", "builtin")  # how quality telemetry names the built-in motion detector
+
+
+def model_identity(path: Path | None) -> tuple[str, str]:
+    """(model, version) of a model file that is no OTA release: the agent's default model."""
+    return BUILTIN_MODEL if path is None else (path.stem, "default")
 
 
 def build_detector(cfg: DetectionConfig, model_path: Path | None, *, threads: int = 1) -> Detector:
@@ -69,6 +76,8 @@ class Camera:
         threads: int = 1,
         realtime: bool = True,
         loop_source: bool = True,
+        identify_model: Callable[[Path | None], tuple[str, str]] = model_identity,
+        quality_system: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.source_spec = source
         self.camera = camera
@@ -92,6 +101,13 @@ class Camera:
         self.detector_model: Path | None = None  # the model file the detector runs; None: built-in
         self.faults: dict[str, str] = {}  # "camera" / "model" -> what is wrong
         self.frames = 0
+        # Model quality telemetry: one meter per (model, version, role) that ran since the last window.
+        self._identify_model = identify_model
+        self._quality_system = quality_system
+        self._meters: dict[tuple[str, str, str], QualityMeter] = {}
+        self.meter: QualityMeter | None = None  # the active model's
+        self.shadow: ShadowRun | None = None  # a candidate run beside the active model
+        self._pending_shadow: tuple[Path | None, Any] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -114,6 +130,36 @@ class Camera:
         with self._lock:
             self._model_path = model_path
             self._pending_model = True
+
+    def set_shadow(self, model_path: Path | None, request: Any) -> None:
+        """Run the candidate at `model_path` in shadow (request: share, cpu_budget_pct), or stop (None)."""
+        with self._lock:
+            self._pending_shadow = (model_path, request if model_path is not None else None)
+
+    def _apply_shadow(self) -> None:
+        with self._lock:
+            pending, self._pending_shadow = self._pending_shadow, None
+        if pending is None:
+            return
+        path, request = pending
+        self.shadow = None
+        if path is None or request is None:
+            return
+        meter = self.quality_meter(path, "shadow")
+        try:
+            detector = build_detector(self.config, path, threads=self.threads)
+        except VisionError as exc:
+            log.error("shadow model refused: %s", exc)
+            meter.crashed()
+            return
+        self.shadow = ShadowRun(
+            detector,
+            meter,
+            share=request.share,
+            cpu_budget_pct=request.cpu_budget_pct,
+            score_floor=self.config.score_floor,
+        )
+        log.info("shadow run of %s on 1 in %d frames", path, self.shadow.every)
 
     def start(self) -> None:
         if not self.enabled or (self._thread is not None and self._thread.is_alive()):
@@ -183,7 +229,48 @@ class Camera:
             self._pending_model = False
             model = self._model_path
         self.detector = self._choose_detector(cfg, model)
-        return Pipeline(cfg, self.detector, camera=self.camera)
+        self.meter = self.quality_meter(self.detector_model, "active")
+        return Pipeline(cfg, self.detector, camera=self.camera, on_detect=self._on_detect)
+
+    # -- model quality -------------------------------------------------------------
+
+    def initial_model(self) -> Path | None:
+        """The model the camera is set to run (before the thread has chosen; None: built-in)."""
+        return None if self.config.detector == "builtin" else (self._model_path or self._default_model)
+
+    def quality_meter(self, model_path: Path | None, role: str) -> QualityMeter:
+        """The meter of the model at `model_path` in `role`, made on first use."""
+        name, version = self._identify_model(model_path)
+        key = (name, version, role)
+        meter = self._meters.get(key)
+        if meter is None:
+            system = self._quality_system if role == "active" else None
+            meter = self._meters[key] = QualityMeter(model=name, version=version, role=role, system=system)
+        return meter
+
+    def _on_detect(self, latency_ms: float, detections: list[Detection], frame: Frame) -> None:
+        meter = self.meter
+        if meter is None:
+            return
+        meter.run(latency_ms=latency_ms, detections=detections)
+        if self.shadow is not None:
+            self.shadow.offer(frame.image, detections)
+        # A frame processed more than one sample interval after capture: the model is not keeping
+        # real time, and a live camera would have overwritten it.
+        if self.realtime and time.time() - frame.ts > 1.0 / self.config.sample_fps:
+            meter.dropped()
+
+    def quality_windows(self) -> list[dict[str, Any]]:
+        """Each model's figures since the previous call (protocol.up.ModelQuality); meters of models
+        that no longer run are dropped once they have said their last."""
+        out = []
+        for key, meter in list(self._meters.items()):
+            window = meter.window()
+            if window is not None:
+                out.append(window)
+            elif meter is not self.meter and (self.shadow is None or meter is not self.shadow.meter):
+                self._meters.pop(key, None)
+        return out
 
     # -- the source ----------------------------------------------------------------
 
@@ -240,6 +327,8 @@ class Camera:
                     # New settings: a fresh pipeline (tracks restart; the sampler rate may change).
                     self.pipeline = self._new_pipeline()
                     last_sampled = 0
+                if self._pending_shadow is not None:
+                    self._apply_shadow()
                 self.last_frame = frame
                 self.frames += 1
                 events = self.pipeline.process(frame)
@@ -256,5 +345,7 @@ class Camera:
                 if tail:
                     self._on_events(tail)
         except Exception as exc:  # a bug, not bad input: say so, and keep the agent up
+            if self.meter is not None:
+                self.meter.crashed()
             self._fault("camera", f"{type(exc).__name__}: {exc}")
             log.exception("camera thread failed")

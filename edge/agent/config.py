@@ -82,12 +82,12 @@ class AgentConfig:
             raise AgentError("bad_config", "detector_threads must lie in [1, 64]")
         if self.mqtt_protocol not in ("3.1.1", "5"):
             raise AgentError("bad_config", f"mqtt_protocol must be 3.1.1 or 5, not {self.mqtt_protocol!r}")
+        if not 0 < self.ota_health_budget_ms <= 600_000:
+            raise AgentError("bad_config", "ota_health_budget_ms must lie in (0, 600000]")
         if not 0 < self.renew_remaining < 1:
             raise AgentError("bad_config", "renew_remaining must lie in (0, 1)")
         if self.reconnect_min_s <= 0 or self.reconnect_max_s < self.reconnect_min_s:
             raise AgentError("bad_config", "0 < reconnect_min_s <= reconnect_max_s")
-        if not self.ota_health_budget_ms > 0:
-            raise AgentError("bad_config", "ota_health_budget_ms must be positive")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, base_dir: Path | None = None) -> AgentConfig:

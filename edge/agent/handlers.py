@@ -66,6 +66,8 @@ class DownHandlers:
             return self._refuse("device_mismatch", topic)
         if not payload and t.kind in RETAINED_KINDS:
             log.info("retained down/%s cleared: nothing desired", t.kind)
+            if t.kind == "ota":  # an aborted deployment: a candidate running in shadow stops
+                self.agent.ota_worker.submit(self.agent.ota_cleared)
             return None
         try:
             msg = decode_down(t.kind, payload)

@@ -92,8 +92,11 @@ class Outbox:
                     ids.append(item)
         return ids
 
-    def telemetry(self, samples: list[dict[str, Any]]) -> int | None:
-        return self.put("telemetry", make(Telemetry, samples=samples))
+    def telemetry(
+        self, samples: list[dict[str, Any]], quality: list[dict[str, Any]] | None = None
+    ) -> int | None:
+        """Health samples and, per model version, its quality over the same window."""
+        return self.put("telemetry", make(Telemetry, samples=samples, quality=quality or []))
 
     def ack(
         self, command_id: str, status: str, *, detail: str | None = None, result: dict | None = None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.agent import AGENT_VERSION
-from edge.agent.camera import Camera
+from edge.agent.camera import Camera, model_identity
 from edge.agent.config import AgentConfig
 from edge.agent.handlers import DownHandlers
 from edge.agent.identity import IdentityStore, write_atomic
@@ -25,6 +25,7 @@ from edge.agent.renewal import Renewal
 from edge.agent.reporting import EventReporter
 from edge.agent.sent_log import SentLog
 from edge.agent.workers import LogRing, Worker
+from edge.quality import CRASH_MARKER, process_system
 from edge.telemetry import TelemetryBatcher
 from edge.uplink import (
     BandwidthPolicy,
@@ -77,6 +78,10 @@ class Agent:
         self.reboots = 0
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()  # set once a loop is wired (tests wait on it)
+        # Present while the agent runs; found at start, the previous run ended without close().
+        self._marker = self.state_dir / CRASH_MARKER
+        self._unclean_start = self._marker.exists()
+        self._marker.touch()
 
     # -- persistent bits ---------------------------------------------------------
 
@@ -116,6 +121,7 @@ class Agent:
                     required_labels=[label for label in self.config.alert_labels if label != "motion"],
                 ),
                 on_active_changed=lambda path: self.camera.set_model(path),
+                on_shadow=lambda path, request: self.camera.set_shadow(path, request),
                 download_origins=self._download_origins(),
             )
         except OtaError as exc:
@@ -128,6 +134,13 @@ class Agent:
         return (*named, *self.config.download_origins)
 
     # -- status ------------------------------------------------------------------
+
+    def _model_identity(self, path: Path | None) -> tuple[str, str]:
+        """(model, version) for quality telemetry: the OTA release in that slot, else the file's name."""
+        info = self.ota.release_at(path) if path is not None and self.ota is not None else None
+        if info is not None and info.model and info.version:
+            return info.model, info.version
+        return model_identity(path)
 
     def _model_version(self) -> str | None:
         release = self.ota.active_release() if self.ota is not None else None
@@ -197,9 +210,17 @@ class Agent:
             on_faults=self._faults_changed,
             realtime=cfg.realtime,
             loop_source=cfg.loop_source,
+            identify_model=self._model_identity,
+            quality_system=process_system(),
         )
+        if self._unclean_start:  # the previous run died (kill -9, power loss): its model crashed
+            self._unclean_start = False
+            self.camera.quality_meter(self.camera.initial_model(), "active").crashed()
         self.telemetry = TelemetryBatcher(
-            queue=self.queue, disk_path=self.state_dir, interval_s=cfg.telemetry_interval_s
+            queue=self.queue,
+            disk_path=self.state_dir,
+            interval_s=cfg.telemetry_interval_s,
+            quality=self.camera.quality_windows,
         )
 
     def _faults_changed(self) -> None:
@@ -259,6 +280,10 @@ class Agent:
             # same model or a retained re-delivery would only draw the same offer again.
             self.publish_status()
 
+    def ota_cleared(self) -> None:
+        """down/ota emptied (the deployment was aborted): nothing to install, nothing to shadow."""
+        self.camera.set_shadow(None, None)
+
     def _ota_report(self, state: str, reason: str | None = None, progress: float | None = None) -> None:
         job = self.ota.job if self.ota is not None else None
         if job is None:
@@ -294,7 +319,7 @@ class Agent:
                     next_sample = now + self.config.telemetry_sample_s
                     body = self.telemetry.tick()
                     if body is not None:
-                        self.outbox.telemetry(body["samples"])
+                        self.outbox.telemetry(body["samples"], body.get("quality"))
                 if now >= next_renewal:
                     next_renewal = now + RENEWAL_CHECK_S
                     try:
@@ -339,3 +364,4 @@ class Agent:
         self.db.close()
         if self.sent_log is not None:
             self.sent_log.close()
+        self._marker.unlink(missing_ok=True)

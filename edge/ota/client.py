@@ -31,6 +31,7 @@ from edge.ota.faults import checkpoint
 from edge.ota.fetch import download
 from edge.ota.health import HealthCheck, OnnxHealthCheck
 from edge.ota.state import OtaState, RolledBack, SlotInfo, StateStore, Trial
+from protocol.down import ShadowRequest
 from protocol.errors import ManifestError
 from protocol.manifest import KeyList, Manifest, verify_keylist, verify_manifest
 from protocol.messages import OtaOffer
@@ -89,6 +90,7 @@ class OtaClient:
         health_check: HealthCheck | None = None,
         grace_s: float = 30.0,
         on_active_changed: Callable[[Path | None], None] | None = None,
+        on_shadow: Callable[[Path | None, ShadowRequest | None], None] | None = None,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
         download_origins: Collection[str] = (),
@@ -106,6 +108,7 @@ class OtaClient:
         self._health_check = health_check or OnnxHealthCheck()
         self.grace_s = grace_s
         self._on_active_changed = on_active_changed
+        self._on_shadow = on_shadow
         self._session = session
         self._clock = clock
         # Where artifacts may come from (the server's and its object store's origins, from
@@ -178,6 +181,13 @@ class OtaClient:
         """The model the detector should load, or None for the built-in detector."""
         return self.store.model_path(self._state.active) if self._state.active else None
 
+    def release_at(self, model_path: Path) -> SlotInfo | None:
+        """The release installed in the slot holding `model_path` (a ready slot), or None."""
+        for slot, info in self._state.slots.items():
+            if info.status == "ready" and info.model and self.store.model_path(slot) == model_path:
+                return info
+        return None
+
     def in_trial(self) -> bool:
         return self._state.trial is not None
 
@@ -201,6 +211,19 @@ class OtaClient:
                 self._on_active_changed(self.active_model_path())
             except Exception:
                 log.exception("on_active_changed callback failed")
+
+    def shadow(self, model_path: Path | None, request: ShadowRequest | None = None) -> None:
+        """Start (a model and how) or stop (None) the shadow run of a candidate."""
+        if self._on_shadow is not None:
+            try:
+                self._on_shadow(model_path, request)
+            except Exception:
+                log.exception("on_shadow callback failed")
+
+    def _stored(self, manifest: Manifest) -> bool:
+        """The inactive slot already holds this release, verified (stored by a shadow offer)."""
+        info = self._state.slots[self._state.other(self._state.active)]
+        return info.status == "ready" and (info.sha256, info.serial) == (manifest.sha256, manifest.serial)
 
     def _keylist(self, delivered: dict[str, Any], now: float) -> KeyList:
         stored = self._state.keylist
@@ -239,7 +262,7 @@ class OtaClient:
 
     def apply(self, offer: OtaOffer) -> str:
         """Run one offer to a terminal state; returns "succeeded", "failed" or "rolled_back"
-        ("health_check" if close() interrupted the grace period)."""
+        ("health_check" if close() interrupted the grace period), or "shadow" for a shadow offer."""
         with self._mutex:
             pending = self._recover(check_integrity=False)
             if pending is not None and pending != "succeeded":
@@ -262,14 +285,25 @@ class OtaClient:
             ):
                 self.report("rolled_back", last.reason)  # the same deployment already failed its trial here
                 return "rolled_back"
-            try:
-                part = self._fetch(manifest, offer.artifact_url or manifest.artifact_url)
-            except (ManifestError, OtaError) as exc:
-                self.report("failed", exc.reason)
-                return "failed"
-            self.report("installing")
-            self._state = slots.install(self.store, self._state, manifest, part, offer.manifest)
+            stored = self._stored(manifest)
+            if not stored:
+                try:
+                    part = self._fetch(manifest, offer.artifact_url or manifest.artifact_url)
+                except (ManifestError, OtaError) as exc:
+                    self.report("failed", exc.reason)
+                    return "failed"
             slot = self._state.other(self._state.active)
+            if offer.shadow is not None:
+                # Stored and verified, never activated: the candidate runs beside the active model.
+                if not stored:
+                    self._state = slots.install(self.store, self._state, manifest, part, offer.manifest)
+                self.report("shadow")
+                self.shadow(self.store.model_path(slot), offer.shadow)
+                return "shadow"
+            self.shadow(None)
+            self.report("installing")
+            if not stored:  # else the shadow run stored it: activate what was verified then
+                self._state = slots.install(self.store, self._state, manifest, part, offer.manifest)
             self._save(
                 replace(
                     self._state,

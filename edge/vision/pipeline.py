@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from edge.vision.config import DetectionConfig
-from edge.vision.detectors import Detector
+from edge.vision.detectors import Detection, Detector
 from edge.vision.events import DetectionEvent, EventBuilder
 from edge.vision.evidence import observe
 from edge.vision.frame import Frame
@@ -63,6 +63,7 @@ class Pipeline:
         iou_threshold: float = 0.2,
         clip_width: int = 320,
         clip_max_s: float = 20.0,
+        on_detect: Callable[[float, list[Detection], Frame], None] | None = None,
     ) -> None:
         cfg = config if isinstance(config, DetectionConfig) else DetectionConfig.from_dict(config)
         self.config = cfg
@@ -78,6 +79,8 @@ class Pipeline:
         self._frames_in = self._sampled = self._detected = 0
         self._last_detect = -math.inf
         self._stage_s = dict.fromkeys(STAGES, 0.0)
+        # Each detector run: (milliseconds, the detections kept, the frame); model quality telemetry.
+        self.on_detect = on_detect
 
     def set_detector(self, detector: Detector) -> None:
         """Swap the detector (a new model from OTA) without losing tracks or open events."""
@@ -101,6 +104,8 @@ class Pipeline:
             self._detected += 1
             self._last_detect = frame.ts
         t2 = time.perf_counter()
+        if detected and self.on_detect is not None:
+            self.on_detect(1000.0 * (t2 - t1), detections, frame)
         if detected:
             update = self.tracker.update(detections, ts=frame.ts)
             h, w = frame.image.shape[:2]

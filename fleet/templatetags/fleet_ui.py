@@ -66,6 +66,12 @@ def percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.0f}%"
 
 
+@register.filter
+def signed_percent(value: float | None) -> str:
+    """A relative change: 0.25 -> "+25%", -0.1 -> "-10%"."""
+    return "—" if value is None else f"{value * 100:+.0f}%"
+
+
 @register.simple_tag(takes_context=True)
 def query(context, **changes) -> str:
     """The current query string with `changes` applied (None removes a key): for links that keep filters."""

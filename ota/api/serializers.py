@@ -55,8 +55,18 @@ class ArtifactUploadSerializer(StrictSerializer):
         return [found[n] for n in dict.fromkeys(names)]
 
 
+class ReleaseArtifactSerializer(serializers.Serializer):
+    hardware_model = serializers.CharField(source="hardware_model.name", read_only=True)
+    artifact = serializers.IntegerField(source="artifact_id", read_only=True)
+    sha256 = serializers.CharField(source="artifact.sha256", read_only=True)
+    manifest = serializers.JSONField(read_only=True)
+
+
 class ReleaseSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="track.name", read_only=True)
+    artifacts = ReleaseArtifactSerializer(
+        many=True, read_only=True, help_text="Per-hardware builds, each with its own signed manifest."
+    )
     hardware_models = HardwareNamesField(read_only=True)
     signed_by = serializers.CharField(source="signed_by.keyid", read_only=True)
 
@@ -69,6 +79,7 @@ class ReleaseSerializer(serializers.ModelSerializer):
             "serial",
             "artifact",
             "hardware_models",
+            "artifacts",
             "min_agent_version",
             "expires_at",
             "signed_by",
@@ -82,6 +93,12 @@ class ReleaseSerializer(serializers.ModelSerializer):
 
 class ReleaseCreateSerializer(StrictSerializer):
     artifact = serializers.PrimaryKeyRelatedField(queryset=ModelArtifact.objects.all())
+    artifacts = serializers.DictField(
+        child=serializers.PrimaryKeyRelatedField(queryset=ModelArtifact.objects.all()),
+        required=False,
+        help_text='A build of its own for some hardware models: {"cam-arm": <artifact id>}; '
+        "`artifact` serves the others.",
+    )
     hardware_models = serializers.ListField(
         child=serializers.CharField(max_length=100), min_length=1, max_length=256
     )
@@ -103,6 +120,18 @@ class DeploymentSerializer(StrictModelSerializer):
     canary_devices = serializers.ListField(
         child=serializers.CharField(max_length=63), required=False, max_length=500
     )
+    gates = serializers.DictField(
+        required=False,
+        help_text="Quality gates: thresholds a wave's cameras must meet against a control cohort on the "
+        'old model before the next wave, e.g. {"min_devices": 3, "latency_p95_regression": 0.2, '
+        '"fps_drop": 0.2, "detection_rate_change": 0.5, "crash_rate_max": 1, "on_fail": "pause"}.',
+    )
+    gate_results = serializers.ListField(
+        child=serializers.DictField(),
+        read_only=True,
+        help_text="Per wave whose gate was evaluated: state (waiting, passed, failed, overridden), the "
+        "cohorts per hardware model with their numbers and checks, and a machine-readable reason.",
+    )
     deployment_id = serializers.CharField(read_only=True)
 
     class Meta:
@@ -119,6 +148,7 @@ class DeploymentSerializer(StrictModelSerializer):
             *STRATEGY_FIELDS,
             "plan",
             "current_wave",
+            "gate_results",
             "rollback_of",
             "started_at",
             "finished_at",

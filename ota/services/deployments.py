@@ -1,10 +1,8 @@
-"""Deployments: resolve targets, refuse conflicts, plan waves, and the operator actions on a rollout."""
+"""Deployments: resolve targets, refuse conflicts, and the operator actions on a rollout (their moves: lifecycle)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import math
-from collections import defaultdict
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -16,6 +14,7 @@ from devices.models import Device, DeviceGroup, DeviceState, HardwareModel, Save
 from devices.selectors import saved_filter_devices
 from fleet.audit import Actor, audit_record, snapshot
 from fleet.services import model_delete, validation_error
+from ota import gates
 from ota.errors import OtaError
 from ota.models import (
     ACTIVE_DEPLOYMENT_STATES,
@@ -26,8 +25,9 @@ from ota.models import (
     DeviceUpdate,
     Release,
 )
-from ota.services import rollout
-from ota.services.offers import offers_clear
+from ota.services import lifecycle, rollout
+from ota.services.gates import gate_override
+from ota.services.lifecycle import TOOK_NEW_MODEL
 
 TARGET_KINDS = ("devices", "groups", "tags", "sites", "hardware_models", "saved_filters")
 _ID_TARGETS = {
@@ -36,8 +36,6 @@ _ID_TARGETS = {
     "hardware_models": HardwareModel,
     "saved_filters": SavedFilter,
 }
-# Devices in these states at abort time may run the new model: a rollback re-targets them.
-TOOK_NEW_MODEL = ("installing", "health_check", "succeeded")
 STRATEGY_FIELDS = (
     "canary_devices",
     "canary_count",
@@ -52,6 +50,8 @@ STRATEGY_FIELDS = (
     "window_start",
     "window_end",
     "auto_rollback",
+    "gates",
+    "shadow",
     "scheduled_at",
 )
 
@@ -135,6 +135,14 @@ def _check_strategy(data: dict[str, Any]) -> None:
     data["waves"] = waves
     if bool(data.get("window_start")) != bool(data.get("window_end")):
         raise _bad("window_start", "A maintenance window needs both a start and an end (HH:MM).")
+    try:
+        data["shadow"] = gates.check_shadow(data.get("shadow"))
+    except ValueError as exc:
+        raise _bad("shadow", str(exc)) from None
+    try:
+        data["gates"] = gates.check_settings(data.get("gates"), shadow=bool(data["shadow"]))
+    except ValueError as exc:
+        raise _bad("gates", str(exc)) from None
     pause, abort = data.get("pause_failure_rate"), data.get("abort_failure_rate")
     if pause is not None and abort is not None and pause > abort:
         raise _bad("pause_failure_rate", "The pause threshold must not be above the abort threshold.")
@@ -236,46 +244,6 @@ def _activate(deployment: Deployment) -> None:
         ) from None
 
 
-def _plan_waves(deployment: Deployment) -> list[dict[str, Any]]:
-    rows = DeviceUpdate.objects.filter(deployment=deployment)
-    canary_ids = set(deployment.canary_devices or [])
-    ordered = list(rows.order_by("id").values_list("pk", "device__device_id"))
-    canary = [pk for pk, device_id in ordered if device_id in canary_ids]
-    rest = [pk for pk, device_id in ordered if device_id not in canary_ids]
-    extra = min(deployment.canary_count, max(0, len(rest) - 1)) if deployment.canary_count else 0
-    canary, rest = canary + rest[:extra], rest[extra:]
-    groups: list[tuple[str, list[int]]] = []
-    if canary:
-        groups.append(("canary", canary))
-    start = 0
-    for percent in deployment.waves or [100]:
-        end = math.ceil(len(rest) * percent / 100)
-        if end > start:
-            groups.append((f"{percent}%", rest[start:end]))
-        start = max(start, end)
-    plan = []
-    for wave, (label, pks) in enumerate(groups):
-        if label == "canary":
-            for i in range(0, len(pks), 900):
-                rows.filter(pk__in=pks[i : i + 900]).update(wave=wave)
-        else:  # the rest are contiguous in id order: one range update per wave
-            rows.filter(pk__gte=pks[0], pk__lte=pks[-1]).exclude(pk__in=canary[:900]).update(wave=wave)
-        plan.append({"wave": wave, "label": label, "size": len(pks)})
-    return plan
-
-
-def begin(*, deployment: Deployment, now: dt.datetime) -> None:
-    """scheduled/draft -> running: plan the waves and open wave 0 (the engine notifies it)."""
-    deployment.plan = _plan_waves(deployment)
-    deployment.wave_count = len(deployment.plan)
-    deployment.current_wave, deployment.wave_started_at, deployment.wave_done_at = 0, now, None
-    deployment.started_at = now
-    deployment.save(
-        update_fields=["plan", "wave_count", "current_wave", "wave_started_at", "wave_done_at", "started_at"]
-    )
-    rollout._transition(deployment, DeploymentState.RUNNING, reason="", now=now, actor=rollout.ENGINE)
-
-
 def _locked(deployment: Deployment) -> Deployment:
     return Deployment.objects.select_for_update().select_related("release__artifact").get(pk=deployment.pk)
 
@@ -304,9 +272,9 @@ def deployment_start(*, actor: Actor, deployment: Deployment, now: dt.datetime |
         actor=actor, action="deployment.start", instance=deployment, after={"state": deployment.state}
     )
     if deployment.scheduled_at and deployment.scheduled_at > now:
-        rollout._transition(deployment, DeploymentState.SCHEDULED, reason="", now=now, actor=actor)
+        lifecycle.transition(deployment, DeploymentState.SCHEDULED, reason="", now=now, actor=actor)
         return deployment
-    begin(deployment=deployment, now=now)
+    lifecycle.begin(deployment=deployment, now=now)
     return rollout.deployment_step(deployment=deployment, now=now)
 
 
@@ -318,9 +286,7 @@ def deployment_pause(
     now = now or timezone.now()
     deployment = _locked(deployment)
     _require(deployment, (DeploymentState.RUNNING, DeploymentState.SCHEDULED), "pause")
-    rollout._transition(
-        deployment, DeploymentState.PAUSED, reason=reason or "paused by operator", now=now, actor=actor
-    )
+    lifecycle.pause(deployment=deployment, reason=reason or "paused by operator", now=now, actor=actor)
     return deployment
 
 
@@ -332,10 +298,11 @@ def deployment_resume(*, actor: Actor, deployment: Deployment, now: dt.datetime 
     _require(deployment, (DeploymentState.PAUSED,), "resume")
     deployment.failures_acknowledged = rollout.failure_counts(deployment)[1]
     deployment.save(update_fields=["failures_acknowledged"])
+    gate_override(deployment=deployment, actor=actor, now=now)
     if deployment.started_at is None:
-        rollout._transition(deployment, DeploymentState.SCHEDULED, reason="resumed", now=now, actor=actor)
+        lifecycle.transition(deployment, DeploymentState.SCHEDULED, reason="resumed", now=now, actor=actor)
         return deployment
-    rollout._transition(deployment, DeploymentState.RUNNING, reason="resumed", now=now, actor=actor)
+    lifecycle.transition(deployment, DeploymentState.RUNNING, reason="resumed", now=now, actor=actor)
     return rollout.deployment_step(deployment=deployment, now=now)
 
 
@@ -353,23 +320,9 @@ def deployment_abort(
     now = now or timezone.now()
     deployment = _locked(deployment)
     _require(deployment, ACTIVE_DEPLOYMENT_STATES, "abort")
-    reason = reason or "aborted by operator"
-    took_new = list(
-        DeviceUpdate.objects.filter(deployment=deployment, state__in=TOOK_NEW_MODEL).values_list(
-            "pk", flat=True
-        )
+    return lifecycle.abort(
+        deployment=deployment, rollback=rollback, reason=reason or "aborted by operator", now=now, actor=actor
     )
-    unfinished = DeviceUpdate.objects.filter(deployment=deployment).exclude(state__in=TERMINAL)
-    notified = list(unfinished.exclude(state="pending").values_list("device__device_id", flat=True))
-    for state in ("pending", *rollout.IN_FLIGHT):
-        unfinished.filter(state=state).update(
-            state="cancelled", reason=f"deployment aborted while {state}", finished_at=now, updated_at=now
-        )
-    offers_clear(device_ids=notified)
-    if not rollback:
-        rollout._transition(deployment, DeploymentState.ABORTED, reason=reason, now=now, actor=actor)
-        return deployment
-    return _rollback(actor=actor, deployment=deployment, update_pks=took_new, reason=reason, now=now)
 
 
 @transaction.atomic
@@ -388,44 +341,13 @@ def deployment_rollback(
         Q(state="succeeded")
         | Q(state="cancelled", reason__in=[f"deployment aborted while {s}" for s in TOOK_NEW_MODEL])
     )
-    return _rollback(
+    return lifecycle.rollback_devices(
         actor=actor,
         deployment=deployment,
         update_pks=list(took_new.values_list("pk", flat=True)),
         reason="rolled back by operator",
         now=now,
     )
-
-
-def _rollback(
-    *, actor: Actor, deployment: Deployment, update_pks: list[int], reason: str, now: dt.datetime
-) -> Deployment:
-    from ota.services.releases import release_resign
-
-    by_release: dict[int | None, list[str]] = defaultdict(list)
-    for device_id, release_pk in DeviceUpdate.objects.filter(pk__in=update_pks).values_list(
-        "device__device_id", "from_release_id"
-    ):
-        by_release[release_pk].append(device_id)
-    stranded = by_release.pop(None, [])
-    note = f"; {len(stranded)} device(s) had no earlier release to return to" if stranded else ""
-    rollout._transition(deployment, DeploymentState.ROLLED_BACK, reason=reason + note, now=now, actor=actor)
-    for release_pk, device_ids in by_release.items():
-        previous = Release.objects.get(pk=release_pk)
-        again = release_resign(actor=actor, release=previous, rollback_of=deployment, now=now)
-        child = deployment_create(
-            actor=actor,
-            data={
-                "name": f"rollback of {deployment.name}"[:100],
-                "release": again,
-                "targets": {"devices": device_ids},
-                "waves": [100],
-                "device_timeout_s": deployment.device_timeout_s,
-                "rollback_of": deployment,
-            },
-        )
-        deployment_start(actor=actor, deployment=child, now=now)
-    return deployment
 
 
 def deployment_delete(*, actor: Actor, instance: Deployment) -> None:

@@ -8,10 +8,11 @@ from collections.abc import Iterable
 import msgspec
 from django.conf import settings
 
-from ota.models import Deployment
+from devices.models import Device
+from ota.models import Deployment, ModelArtifact, Release
 from ota.services.keys import current_keylist
 from protocol import topics
-from protocol.down import OtaOffer
+from protocol.down import OtaOffer, ShadowRequest
 from protocol.messages import encode, make, new_message_id
 
 log = logging.getLogger(__name__)
@@ -25,31 +26,64 @@ def send(topic: str, payload: bytes) -> None:
     mqtt.publish_on_commit(topic, payload, qos=_OTA.qos, retain=_OTA.retain)
 
 
-def _presigned(deployment: Deployment) -> str | None:
+def _presigned(artifact: ModelArtifact) -> str | None:
     from fleet import storage
 
     try:
-        return storage.presigned_get(deployment.release.artifact.storage_key, settings.OTA_ARTIFACT_URL_TTL_S)
+        return storage.presigned_get(artifact.storage_key, settings.OTA_ARTIFACT_URL_TTL_S)
     except Exception:  # the signed manifest URL still works; a presigned URL is a convenience
         log.warning("ota.presign_failed", exc_info=True)
         return None
 
 
-def offers_send(*, deployment: Deployment, device_ids: Iterable[str]) -> int:
-    """One retained OtaOffer per device (fresh message id each; the documents are shared)."""
+def shadow_request(deployment: Deployment, wave: int) -> ShadowRequest | None:
+    """What a device of `wave` is asked: to run the release in shadow, until its wave is activated."""
+    if not deployment.shadow or wave <= deployment.shadow_activated_wave:
+        return None
+    return ShadowRequest(share=deployment.shadow["share"], cpu_budget_pct=deployment.shadow["cpu_budget_pct"])
+
+
+def builds(release: Release) -> dict[int | None, tuple[dict, ModelArtifact]]:
+    """{hardware model pk: (manifest, artifact)} for the release's per-hardware builds; None: the rest."""
+    out: dict[int | None, tuple[dict, ModelArtifact]] = {None: (release.manifest, release.artifact)}
+    for build in release.artifacts.select_related("artifact"):
+        out[build.hardware_model_id] = (build.manifest, build.artifact)
+    return out
+
+
+def offers_send(
+    *, deployment: Deployment, device_ids: Iterable[str], shadow: ShadowRequest | None = None
+) -> int:
+    """One retained OtaOffer per device, with the manifest of its hardware's build (fresh message id
+    each; the documents are shared per build)."""
     ids = list(device_ids)
     if not ids:
         return 0
-    offer = make(
-        OtaOffer,
-        deployment_id=deployment.deployment_id,
-        manifest=deployment.release.manifest,
-        keylist=current_keylist().document,
-        artifact_url=_presigned(deployment),
-    )
-    for device_id in ids:
-        # Validated once above; each device's copy differs only in its message id.
-        send(topics.down(device_id, "ota"), encode(msgspec.structs.replace(offer, id=new_message_id())))
+    release = deployment.release
+    by_hardware = builds(release)
+    groups: dict[int | None, list[str]] = {None: ids}
+    if len(by_hardware) > 1:
+        groups = {}
+        hardware_of = dict(
+            Device.objects.filter(device_id__in=ids).values_list("device_id", "hardware_model_id")
+        )
+        for device_id in ids:
+            hw = hardware_of.get(device_id)
+            groups.setdefault(hw if hw in by_hardware else None, []).append(device_id)
+    keylist = current_keylist().document
+    for hw, members in groups.items():
+        manifest, artifact = by_hardware[hw]
+        offer = make(
+            OtaOffer,
+            deployment_id=deployment.deployment_id,
+            manifest=manifest,
+            keylist=keylist,
+            artifact_url=_presigned(artifact),
+            shadow=shadow,
+        )
+        for device_id in members:
+            # Validated once above; each device's copy differs only in its message id.
+            send(topics.down(device_id, "ota"), encode(msgspec.structs.replace(offer, id=new_message_id())))
     return len(ids)
 
 

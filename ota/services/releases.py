@@ -12,7 +12,7 @@ from devices.models import HardwareModel
 from fleet.audit import Actor, audit_record, snapshot
 from fleet.services import model_delete
 from ota.errors import OtaError
-from ota.models import Deployment, ModelArtifact, Release, ReleaseTrack
+from ota.models import Deployment, ModelArtifact, Release, ReleaseArtifact, ReleaseTrack
 from ota.services.keys import active_release_key, current_keylist, iso, root_public_key
 from protocol.errors import ManifestError
 from protocol.manifest import release_signed, sign_document, verify_keylist, verify_manifest
@@ -60,12 +60,24 @@ def _allocate_serial(name: str) -> int:
     return serial
 
 
+def _check_targets(artifact: ModelArtifact, names: set[str]) -> None:
+    allowed = set(artifact.hardware_models.values_list("name", flat=True))
+    if allowed and not names <= allowed:
+        extra = sorted(names - allowed)
+        raise OtaError(
+            "incompatible_hardware",
+            f"Artifact {artifact} does not target {', '.join(extra)}.",
+            fields={"hardware_models": [f"Artifact targets only {', '.join(sorted(allowed))}."]},
+        )
+
+
 @transaction.atomic
 def release_create(
     *,
     actor: Actor,
     artifact: ModelArtifact,
     hardware_models: list[str],
+    artifacts: dict[str, ModelArtifact] | None = None,
     min_agent_version: str = "1.0",
     version: str = "",
     expires_days: int | None = None,
@@ -73,17 +85,33 @@ def release_create(
     rollback_of: Deployment | None = None,
     now: dt.datetime | None = None,
 ) -> Release:
-    """Sign a manifest for `artifact` with the active release key, under the track's next serial."""
+    """Sign a manifest for `artifact` with the active release key, under the track's next serial.
+
+    `artifacts` ({hardware model name: artifact}) gives some hardware models a build of their own
+    (fp32 for x86, int8 for low-power ARM): each is signed in its own manifest, with the same
+    model, version and serial; `artifact` serves the other hardware models.
+    """
     now = now or timezone.now()
     hardware = _hardware(hardware_models)
-    allowed = set(artifact.hardware_models.values_list("name", flat=True))
-    if allowed and not {hw.name for hw in hardware} <= allowed:
-        extra = sorted({hw.name for hw in hardware} - allowed)
+    artifacts = dict(artifacts or {})
+    names = {hw.name for hw in hardware}
+    stray = sorted(set(artifacts) - names)
+    if stray:
         raise OtaError(
-            "incompatible_hardware",
-            f"Artifact {artifact} does not target {', '.join(extra)}.",
-            fields={"hardware_models": [f"Artifact targets only {', '.join(sorted(allowed))}."]},
+            "validation_error",
+            f"Per-hardware artifacts must be for the release's hardware models: {', '.join(stray)}.",
+            fields={"artifacts": [f"Not in hardware_models: {', '.join(stray)}."]},
         )
+    main_hardware = [hw for hw in hardware if hw.name not in artifacts or artifacts[hw.name] == artifact]
+    if not main_hardware:
+        raise OtaError(
+            "validation_error",
+            "The release's artifact must serve at least one of its hardware models.",
+            fields={"artifacts": ["Every hardware model has an artifact of its own: drop one."]},
+        )
+    _check_targets(artifact, {hw.name for hw in main_hardware})
+    for name, build in artifacts.items():
+        _check_targets(build, {name})
     days = expires_days if expires_days is not None else settings.OTA_RELEASE_EXPIRY_DAYS
     if not 1 <= days <= 3650:
         raise OtaError(
@@ -93,39 +121,45 @@ def release_create(
     keylist_doc = current_keylist().document
     serial = _allocate_serial(artifact.name)
     expires_at = now + dt.timedelta(days=days)
-    try:
-        signed = release_signed(
-            model=artifact.name,
-            version=version or artifact.version,
-            serial=serial,
-            artifact_url=artifact_url(artifact),
-            sha256=artifact.sha256,
-            size=artifact.size,
-            hardware_models=[hw.name for hw in hardware],
-            min_agent_version=min_agent_version,
-            created=iso(now),
-            expires=iso(expires_at),
-        )
-        manifest = sign_document(signed, key=key)
-        # Check it exactly as a device will, with the shared verifier, before anyone gets it.
-        keylist = verify_keylist(
-            keylist_doc, root_public_key=root_public_key(), current_version=None, now=now
-        )
-        verify_manifest(
-            manifest,
-            keylist=keylist,
-            installed_serial=None,
-            hardware_model=hardware[0].name,
-            agent_version=min_agent_version,
-            now=now,
-        )
-    except ManifestError as exc:
-        raise OtaError(exc.reason, f"Cannot sign this release: {exc.detail or exc.reason}.") from exc
+    version = version or artifact.version
+
+    def signed_for(build: ModelArtifact, targets: list[HardwareModel]) -> dict:
+        try:
+            signed = release_signed(
+                model=artifact.name,  # one model and version for every build: quality telemetry names it
+                version=version,
+                serial=serial,
+                artifact_url=artifact_url(build),
+                sha256=build.sha256,
+                size=build.size,
+                hardware_models=[hw.name for hw in targets],
+                min_agent_version=min_agent_version,
+                created=iso(now),
+                expires=iso(expires_at),
+            )
+            manifest = sign_document(signed, key=key)
+            # Check it exactly as a device will, with the shared verifier, before anyone gets it.
+            keylist = verify_keylist(
+                keylist_doc, root_public_key=root_public_key(), current_version=None, now=now
+            )
+            verify_manifest(
+                manifest,
+                keylist=keylist,
+                installed_serial=None,
+                hardware_model=targets[0].name,
+                agent_version=min_agent_version,
+                now=now,
+            )
+        except ManifestError as exc:
+            raise OtaError(exc.reason, f"Cannot sign this release: {exc.detail or exc.reason}.") from exc
+        return manifest
+
+    manifest = signed_for(artifact, main_hardware)
     release = Release.objects.create(
         track=ReleaseTrack.objects.get(name=artifact.name),
         artifact=artifact,
         serial=serial,
-        version=signed["version"],
+        version=manifest["signed"]["version"],
         min_agent_version=min_agent_version,
         manifest=manifest,
         signed_by=key_row,
@@ -134,7 +168,20 @@ def release_create(
         notes=notes,
     )
     release.hardware_models.set(hardware)
-    audit_record(actor=actor, action="release.create", instance=release, after=snapshot(release))
+    by_name = {hw.name: hw for hw in hardware}
+    ReleaseArtifact.objects.bulk_create(
+        ReleaseArtifact(
+            release=release,
+            hardware_model=by_name[name],
+            artifact=build,
+            manifest=signed_for(build, [by_name[name]]),
+        )
+        for name, build in artifacts.items()
+        if build != artifact
+    )
+    after = snapshot(release)
+    after["artifacts"] = {name: build.pk for name, build in artifacts.items()}
+    audit_record(actor=actor, action="release.create", instance=release, after=after)
     return release
 
 
@@ -146,6 +193,10 @@ def release_resign(
         actor=actor,
         artifact=release.artifact,
         hardware_models=list(release.hardware_models.values_list("name", flat=True)),
+        artifacts={
+            b.hardware_model.name: b.artifact
+            for b in release.artifacts.select_related("hardware_model", "artifact")
+        },
         min_agent_version=release.min_agent_version,
         version=release.version,
         notes=f"rollback of deployment #{rollback_of.pk} to serial {release.serial}",

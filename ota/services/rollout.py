@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from fleet.audit import Actor, audit_record
+from fleet.audit import audit_record
 from ota.models import (
     FAILED_STATES,
     TERMINAL,
@@ -27,12 +27,12 @@ from ota.models import (
     DeploymentState,
     DeviceUpdate,
 )
-from ota.services.offers import offers_send
+from ota.services import lifecycle
+from ota.services.gates import gate_check
+from ota.services.lifecycle import DEVICE_BUSY, ENGINE, IN_FLIGHT
+from ota.services.offers import offers_send, shadow_request
 
 log = logging.getLogger(__name__)
-
-IN_FLIGHT = ("notified", "downloading", "verifying", "installing", "health_check")
-ENGINE = Actor.system("ota-engine")
 
 
 def in_window(start: str, end: str, local: dt.time) -> bool:
@@ -51,29 +51,10 @@ def online_since(now: dt.datetime) -> dt.datetime:
     return now - dt.timedelta(seconds=settings.OTA_ONLINE_WINDOW_S)
 
 
-def _transition(deployment: Deployment, state: str, *, reason: str, now: dt.datetime, actor: Actor) -> None:
-    before = {"state": deployment.state}
-    deployment.state = state
-    deployment.state_reason = reason[:500]
-    fields = ["state", "state_reason", "updated_at"]
-    if state in (DeploymentState.COMPLETED, DeploymentState.ABORTED, DeploymentState.ROLLED_BACK):
-        deployment.finished_at = now
-        fields.append("finished_at")
-        DeviceUpdate.objects.filter(deployment=deployment, active=True).update(active=False)
-    deployment.save(update_fields=fields)
-    audit_record(
-        actor=actor,
-        action=f"deployment.{state}",
-        instance=deployment,
-        before=before,
-        after={"state": state, "reason": reason},
-    )
-
-
 def _timeouts(deployment: Deployment, now: dt.datetime) -> int:
     cutoff = now - dt.timedelta(seconds=deployment.device_timeout_s)
     return DeviceUpdate.objects.filter(
-        deployment=deployment, state__in=IN_FLIGHT, delivered_at__lt=cutoff
+        deployment=deployment, state__in=DEVICE_BUSY, delivered_at__lt=cutoff
     ).update(
         state="timed_out",
         reason=f"no final report within {deployment.device_timeout_s}s of delivery",
@@ -101,9 +82,7 @@ def check_thresholds(deployment: Deployment, now: dt.datetime) -> bool:
     rate = failed / finished
     detail = f"failure rate {rate:.0%} ({failed} of {finished} finished)"
     if deployment.abort_failure_rate is not None and rate >= deployment.abort_failure_rate:
-        from ota.services.deployments import deployment_abort
-
-        deployment_abort(
+        lifecycle.abort(
             actor=ENGINE,
             deployment=deployment,
             rollback=deployment.auto_rollback,
@@ -117,9 +96,8 @@ def check_thresholds(deployment: Deployment, now: dt.datetime) -> bool:
         and rate >= deployment.pause_failure_rate
         and failed > deployment.failures_acknowledged
     ):
-        _transition(
-            deployment,
-            DeploymentState.PAUSED,
+        lifecycle.pause(
+            deployment=deployment,
             reason=f"{detail} >= pause threshold {deployment.pause_failure_rate:.0%}",
             now=now,
             actor=ENGINE,
@@ -132,7 +110,7 @@ def _release_budget(deployment: Deployment, now: dt.datetime) -> int | None:
     budget: int | None = None
     if deployment.max_concurrent:
         busy = DeviceUpdate.objects.filter(
-            deployment=deployment, state__in=IN_FLIGHT, delivered_at__isnull=False
+            deployment=deployment, state__in=DEVICE_BUSY, delivered_at__isnull=False
         ).count()
         budget = max(0, deployment.max_concurrent - busy)
     if deployment.max_per_minute:
@@ -175,7 +153,9 @@ def _notify_wave(deployment: Deployment, wave: int, now: dt.datetime) -> int:
         DeviceUpdate.objects.filter(pk__in=chunk, state="pending").update(
             state="notified", notified_at=now, updated_at=now
         )
-    return offers_send(deployment=deployment, device_ids=[d for _, d, _ in picked])
+    return offers_send(
+        deployment=deployment, device_ids=[d for _, d, _ in picked], shadow=shadow_request(deployment, wave)
+    )
 
 
 def _chunks(items: list, size: int = 900) -> list[list]:
@@ -191,19 +171,63 @@ def _wave_done(deployment: Deployment, wave: int) -> bool:
     ).exists()
 
 
+def _shadow_ready(deployment: Deployment, wave: int) -> bool:
+    """Every device of the wave that got the offer is running it in shadow (or finished)."""
+    return not DeviceUpdate.objects.filter(
+        Q(state="pending") | Q(state__in=DEVICE_BUSY, delivered_at__isnull=False),
+        deployment=deployment,
+        wave=wave,
+    ).exists()
+
+
+def _shadow_phase(deployment: Deployment, wave: int, now: dt.datetime) -> bool:
+    """A shadow deployment's wave before it switches: all in shadow, soak, gate, then activate.
+
+    True while the wave is still in its shadow phase (the engine waits); False once it is activated.
+    """
+    if not deployment.shadow or wave <= deployment.shadow_activated_wave:
+        return False
+    if not _shadow_ready(deployment, wave):
+        return True
+    if deployment.wave_done_at is None:  # the shadow soak runs from here
+        deployment.wave_done_at = now
+        deployment.save(update_fields=["wave_done_at", "updated_at"])
+    soak_end = deployment.wave_done_at + dt.timedelta(seconds=deployment.shadow.get("soak_s", 0))
+    if now < soak_end or not gate_check(
+        deployment=deployment, wave=wave, now=now, soak_end=soak_end, shadow=True
+    ):
+        return True
+    # Passed: the same release again without `shadow` tells the wave's cameras to switch to it.
+    deployment.shadow_activated_wave, deployment.wave_done_at = wave, None
+    deployment.save(update_fields=["shadow_activated_wave", "wave_done_at", "updated_at"])
+    shadowing = list(
+        DeviceUpdate.objects.filter(deployment=deployment, wave=wave, state="shadow").values_list(
+            "device__device_id", flat=True
+        )
+    )
+    offers_send(deployment=deployment, device_ids=shadowing)
+    audit_record(
+        actor=ENGINE,
+        action="deployment.activate",
+        instance=deployment,
+        after={"wave": wave, "devices": len(shadowing)},
+    )
+    return False
+
+
 def _advance(deployment: Deployment, now: dt.datetime) -> None:
     last = deployment.wave_count - 1
     for _ in range(deployment.wave_count + 1):  # at most one pass per wave
         wave = deployment.current_wave
         _notify_wave(deployment, wave, now)
-        if not _wave_done(deployment, wave):
+        if _shadow_phase(deployment, wave, now) or not _wave_done(deployment, wave):
             return
         if deployment.wave_done_at is None:
             deployment.wave_done_at = now
             deployment.save(update_fields=["wave_done_at", "updated_at"])
         if wave >= last:
             if not DeviceUpdate.objects.filter(deployment=deployment).exclude(state__in=TERMINAL).exists():
-                _transition(
+                lifecycle.transition(
                     deployment,
                     DeploymentState.COMPLETED,
                     reason="every device finished",
@@ -211,7 +235,11 @@ def _advance(deployment: Deployment, now: dt.datetime) -> None:
                     actor=ENGINE,
                 )
             return
-        if now < deployment.wave_done_at + dt.timedelta(seconds=deployment.soak_s):
+        soak_end = deployment.wave_done_at + dt.timedelta(seconds=deployment.soak_s)
+        if now < soak_end:
+            return
+        # Quality: the wave's cameras against a control cohort, before anyone else gets the model.
+        if not gate_check(deployment=deployment, wave=wave, now=now, soak_end=soak_end):
             return
         deployment.current_wave = wave + 1
         deployment.wave_started_at, deployment.wave_done_at = now, None
@@ -227,9 +255,7 @@ def deployment_step(*, deployment: Deployment, now: dt.datetime | None = None) -
         and deployment.scheduled_at
         and deployment.scheduled_at <= now
     ):
-        from ota.services.deployments import begin
-
-        begin(deployment=deployment, now=now)
+        lifecycle.begin(deployment=deployment, now=now)
     if deployment.state != DeploymentState.RUNNING:
         return deployment
     timed_out = _timeouts(deployment, now)

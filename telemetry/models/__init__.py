@@ -6,6 +6,7 @@ from telemetry.models.ingest import DeadLetter, ProcessedMessage
 from telemetry.models.media import Media
 from telemetry.models.metrics import MetricRollup, MetricSample
 from telemetry.models.policies import BandwidthPolicy, DataUsage, DeviceConfigState
+from telemetry.models.quality import ModelQualityRollup, ModelQualitySample
 from telemetry.models.status import DeviceStatus
 
 __all__ = [
@@ -22,5 +23,7 @@ __all__ = [
     "Media",
     "MetricRollup",
     "MetricSample",
+    "ModelQualityRollup",
+    "ModelQualitySample",
     "ProcessedMessage",
 ]

@@ -96,3 +96,52 @@ def heatmap_model() -> bytes:
     )
     model.ir_version = 8
     return model.SerializeToString()
+
+
+def slow_model(matmuls: int = 12, base: Path | None = None) -> bytes:
+    """The real default model made slower, not different: `matmuls` chained [3*H, W] x [W, W]
+    products on the input image, reduced and multiplied by 0, added to one output. Same detections,
+    more time per frame (what a build without the right kernels or at the wrong resolution does).
+    The chain depends on the input, so ONNX Runtime cannot fold it away at load."""
+    model = onnx.load(str(base or default_model()))
+    graph = model.graph
+    x = graph.input[0]
+    _, c, h, w = (d.dim_value for d in x.type.tensor_type.shape.dim)
+    rng = np.random.default_rng(7)
+    weights = (rng.standard_normal((w, w)) / np.sqrt(w)).astype(np.float32)  # keeps the norm: no overflow
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(weights, "slow_w"),
+            numpy_helper.from_array(np.array([c * h, w], np.int64), "slow_shape"),
+            numpy_helper.from_array(np.array(0.0, np.float32), "slow_zero"),
+        ]
+    )
+    nodes = [helper.make_node("Reshape", [x.name, "slow_shape"], ["slow_0"])]
+    for i in range(matmuls):
+        nodes.append(helper.make_node("MatMul", [f"slow_{i}", "slow_w"], [f"slow_{i + 1}"]))
+    nodes += [
+        helper.make_node("ReduceMean", [f"slow_{matmuls}"], ["slow_mean"], keepdims=0),
+        helper.make_node("Mul", ["slow_mean", "slow_zero"], ["slow_nothing"]),
+    ]
+    out = graph.output[0].name
+    for node in graph.node:  # the producer of the first output now feeds the Add instead
+        node.output[:] = [f"{out}_fast" if o == out else o for o in node.output]
+    nodes.append(helper.make_node("Add", [f"{out}_fast", "slow_nothing"], [out]))
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def miswired_model(scale: float = 0.25, base: Path | None = None) -> bytes:
+    """The real default model with the wrong input pre-processing baked in: the image is scaled by
+    `scale` before the network (a build that normalises with the wrong mean/std). Loads, passes the
+    health check, runs as fast, and misses much of what the real model finds."""
+    model = onnx.load(str(base or default_model()))
+    graph = model.graph
+    x = graph.input[0].name
+    graph.initializer.append(numpy_helper.from_array(np.array(scale, np.float32), "miswired_scale"))
+    for node in graph.node:
+        node.input[:] = ["miswired_in" if i == x else i for i in node.input]
+    graph.node.insert(0, helper.make_node("Mul", [x, "miswired_scale"], ["miswired_in"]))
+    onnx.checker.check_model(model)
+    return model.SerializeToString()

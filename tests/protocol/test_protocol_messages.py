@@ -278,7 +278,7 @@ def test_messages_are_frozen():
 
 
 def test_ota_state_vocabulary():
-    assert m.OTA_STATES[0] == "pending" and len(m.OTA_STATES) == 11
+    assert m.OTA_STATES[0] == "pending" and len(m.OTA_STATES) == 12
     assert set(m.OTA_DEVICE_STATES) < set(m.OTA_STATES)
     assert sorted(m.OTA_TERMINAL_STATES) == ["cancelled", "failed", "rolled_back", "succeeded", "timed_out"]
     assert m.UPLINK_CLASSES == ("alert", "event", "thumbnail", "telemetry", "clip")

@@ -1,0 +1,1 @@
+"""Model quality per device and model version: recording windows, hourly rollups, cohort reads."""
