@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 
 from edge.agent.identity import Identity
 from edge.agent.link import full_jitter
+from edge.sim.netloop import call_soon
 from protocol import topics
 from protocol.errors import ManifestError, MessageError, TopicError
 from protocol.images import encode_inline_thumbnail, fits_inline
@@ -329,7 +330,7 @@ class VirtualDevice:
         view = View(mirror=self.rng.random() < 0.5, gain=self.rng.uniform(0.8, 1.2))
         loop = asyncio.get_running_loop()
         future = self.sim.vision.submit(self.clip, view=view, start=time.time())
-        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._watched, f))
+        future.add_done_callback(lambda f: call_soon(loop, self._watched, f))
 
     def _watched(self, future: Future[Episode]) -> None:
         self._watching = False

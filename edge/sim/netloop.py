@@ -35,7 +35,7 @@ class NetLoop:
         if threading.get_ident() == self._loop_thread:
             fn(*args)
         else:
-            self.loop.call_soon_threadsafe(fn, *args)
+            call_soon(self.loop, fn, *args)
 
     def attach(self, client: mqtt.Client) -> None:
         client.on_socket_open = lambda c, u, sock: self._on_loop(self._opened, c, sock)
@@ -81,3 +81,10 @@ class NetLoop:
         if self._misc is not None:
             self._misc.cancel()
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def call_soon(loop: asyncio.AbstractEventLoop, fn, *args) -> None:
+    """Hand work from another thread (paho's, the detector's) to the loop, unless the loop has
+    closed: the simulator stopped meanwhile, nothing is wanted, and raising printed a traceback."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn, *args)
