@@ -160,35 +160,19 @@ def build_services(config: StackConfig, *, python: str | None = None) -> list[Se
             ]
         ),
     }
-    external: list[Service] = [
-        Service(
-            "postgres",
-            [],
-            env,
-            postgres_ready,
-            kind="external",
-            url=redacted(env["DATABASE_URL"]),
-            ready_timeout_s=15,
-        ),
-        Service(
-            "redis", [], env, redis_ready, kind="external", url=redacted(env["CACHE_URL"]), ready_timeout_s=15
-        ),
+
+    def external(name: str, ready, url_var: str) -> Service:
+        return Service(name, [], env, ready, kind="external", url=redacted(env[url_var]), ready_timeout_s=15)
+
+    external_services = [
+        external("postgres", postgres_ready, "DATABASE_URL"),
+        external("redis", redis_ready, "CACHE_URL"),
     ]
     if urlsplit(env["CELERY_BROKER_URL"]).scheme.startswith("amqp"):
-        external.append(
-            Service(
-                "rabbitmq",
-                [],
-                env,
-                amqp_ready,
-                kind="external",
-                url=redacted(env["CELERY_BROKER_URL"]),
-                ready_timeout_s=15,
-            )
-        )
+        external_services.append(external("rabbitmq", amqp_ready, "CELERY_BROKER_URL"))
     grace = config.grace_s
     return [
-        *external,
+        *external_services,
         Service(
             "s3",
             s3.argv,
