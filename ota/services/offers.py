@@ -19,11 +19,12 @@ log = logging.getLogger(__name__)
 _OTA = topics.delivery("down", "ota")
 
 
-def send(topic: str, payload: bytes) -> None:
-    """Publish once the transaction commits (fleet.mqtt), so a rollback never leaks an offer."""
+def send(messages: list[tuple[str, bytes]]) -> None:
+    """Publish once the transaction commits (fleet.mqtt), so a rollback never leaks an offer; a
+    wave's offers go out together, without a round trip to the broker per device."""
     from fleet import mqtt
 
-    mqtt.publish_on_commit(topic, payload, qos=_OTA.qos, retain=_OTA.retain)
+    mqtt.publish_many_on_commit(messages, qos=_OTA.qos, retain=_OTA.retain)
 
 
 def _presigned(artifact: ModelArtifact) -> str | None:
@@ -71,6 +72,7 @@ def offers_send(
             hw = hardware_of.get(device_id)
             groups.setdefault(hw if hw in by_hardware else None, []).append(device_id)
     keylist = current_keylist().document
+    messages = []
     for hw, members in groups.items():
         manifest, artifact = by_hardware[hw]
         offer = make(
@@ -81,13 +83,15 @@ def offers_send(
             artifact_url=_presigned(artifact),
             shadow=shadow,
         )
-        for device_id in members:
-            # Validated once above; each device's copy differs only in its message id.
-            send(topics.down(device_id, "ota"), encode(msgspec.structs.replace(offer, id=new_message_id())))
+        # Validated once above; each device's copy differs only in its message id.
+        messages += [
+            (topics.down(device_id, "ota"), encode(msgspec.structs.replace(offer, id=new_message_id())))
+            for device_id in members
+        ]
+    send(messages)
     return len(ids)
 
 
 def offers_clear(*, device_ids: Iterable[str]) -> None:
     """An empty retained payload: "nothing desired" (a device never treats it as a bad message)."""
-    for device_id in device_ids:
-        send(topics.down(device_id, "ota"), b"")
+    send([(topics.down(device_id, "ota"), b"") for device_id in device_ids])

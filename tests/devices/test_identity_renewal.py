@@ -30,13 +30,13 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def published(monkeypatch):
-    """(topic, decoded message) of every publish; fleet.mqtt.publish_on_commit calls publish after commit."""
+    """(topic, decoded message) of every publish; fleet.mqtt.publish_on_commit ends in publish_many."""
     sent: list[tuple[str, object]] = []
 
-    def publish(topic, payload, *, qos=1, retain=False, timeout=None):
-        sent.append((topic, decode_down(topics.parse(topic).kind, payload)))
+    def publish_many(messages, *, qos=1, retain=False, timeout=None):
+        sent.extend((topic, decode_down(topics.parse(topic).kind, payload)) for topic, payload in messages)
 
-    monkeypatch.setattr("fleet.mqtt.publish", publish)
+    monkeypatch.setattr("fleet.mqtt.publish_many", publish_many)
     return sent
 
 

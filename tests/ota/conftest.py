@@ -76,8 +76,8 @@ class Outbox:
 def outbox(monkeypatch) -> Outbox:
     box = Outbox()
 
-    def send(topic: str, payload: bytes) -> None:
-        box.messages.append((topic, payload))
+    def send(messages: list[tuple[str, bytes]]) -> None:
+        box.messages.extend(messages)
 
     monkeypatch.setattr("ota.services.offers.send", send)
     return box

@@ -2,7 +2,7 @@
 
 - `urlpatterns`: the project's URLs plus the telemetry routes of this part and the local
   store's /files/, for `pytest.mark.urls(URLS)` until fleet/urls.py mounts them itself.
-- `record_publishes()`: a recording fake of fleet.mqtt.publish (publish_on_commit calls it at commit).
+- `record_publishes()`: a recording fake of fleet.mqtt.publish_many (publish and publish_on_commit end there).
 - `inbound()`: build what the ingest hands a kind handler.
 """
 
@@ -46,13 +46,13 @@ class Published(list):
 
 
 def record_publishes(monkeypatch) -> Published:
-    """Replace fleet.mqtt.publish with a recorder; define a `published` fixture calling this."""
+    """Replace fleet.mqtt.publish_many with a recorder; define a `published` fixture calling this."""
     sent = Published()
 
-    def fake_publish(topic, payload, *, qos=1, retain=False, timeout=None):
-        sent.append((topic, payload, qos, retain))
+    def fake_publish_many(messages, *, qos=1, retain=False, timeout=None):
+        sent.extend((topic, payload, qos, retain) for topic, payload in messages)
 
-    monkeypatch.setattr(mqtt, "publish", fake_publish)
+    monkeypatch.setattr(mqtt, "publish_many", fake_publish_many)
     return sent
 
 

@@ -208,6 +208,31 @@ def test_stop_finishes_the_current_batch_and_acknowledges_it(ingest, device_publ
     assert MetricSample.objects.count() == 200
 
 
+def test_publish_many_keeps_order_and_waits_for_every_puback(broker_settings, mosquitto, fleet_pki):
+    """A wave of offers goes out pipelined (no round trip per message), in order, all acknowledged."""
+    received = []
+    identity = fleet_pki.device("cam-pub-2")
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=identity.name, protocol=paho.MQTTv5)
+    client.tls_set(ca_certs=fleet_pki.ca_file, certfile=identity.cert_file, keyfile=identity.key_file)
+    client.on_message = lambda c, u, m: received.append(m.payload)
+    client.connect(mosquitto.host, mosquitto.port)
+    client.loop_start()
+    client.subscribe(topics.down("cam-pub-2", "cmd"), qos=1)
+    time.sleep(0.2)
+    ok = mqtt.PUBLISHED.labels("ok")
+    before = ok._value.get()
+    payloads = [b'{"n": %d}' % i for i in range(2500)]  # more than paho's in-flight window of 1000
+    try:
+        mqtt.publish_many([(topics.down("cam-pub-2", "cmd"), p) for p in payloads], qos=1)
+        assert ok._value.get() - before == len(payloads)  # every PUBACK was in before it returned
+        assert wait_until(lambda: len(received) == len(payloads), 10)
+        assert received == payloads
+    finally:
+        client.loop_stop()
+        mqtt.close_publisher()
+    mqtt.publish_many([])  # nothing to send: no connection needed
+
+
 def test_publish_waits_for_the_broker_and_fails_clearly_without_one(broker_settings, mosquitto, fleet_pki):
     received = []
     identity = fleet_pki.device("cam-pub-1")
