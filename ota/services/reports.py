@@ -11,7 +11,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from devices.models import Device
-from ota.models import Deployment, DeploymentState, DeviceUpdate
+from ota.models import FAILED_STATES, Deployment, DeploymentState, DeviceUpdate
 from ota.services import rollout
 from ota.services.offers import offers_send, shadow_request
 from protocol.up import OtaReport
@@ -85,7 +85,7 @@ def report_apply(
     if not moved:
         return False
     if react and report.state in OTA_TERMINAL_STATES:
-        react_to_finished(pks={pk}, now=now)
+        react_to_finished(pks={pk}, failed={pk} if report.state in FAILED_STATES else set(), now=now)
     return True
 
 
@@ -125,6 +125,7 @@ def reports_apply(
         groups.setdefault(key, []).append(device_pk)
         latest[key] = (report, received_at)
     finished: set[int] = set()
+    failed: set[int] = set()
     moved = 0
     for key, pks in groups.items():
         (pk, state, _, _), (report, received_at) = key, latest[key]
@@ -136,17 +137,28 @@ def reports_apply(
             moved += count
             if count and state in OTA_TERMINAL_STATES:
                 finished.add(pk)
-    react_to_finished(pks=finished, now=timezone.now())
+            if count and state in FAILED_STATES:
+                failed.add(pk)
+    react_to_finished(pks=finished, failed=failed, now=timezone.now())
     return moved
 
 
-def react_to_finished(*, pks: set[int], now: dt.datetime) -> None:
+def react_to_finished(*, pks: set[int], failed: set[int], now: dt.datetime) -> None:
     """Devices finished: step their running deployments now (thresholds, next devices, next wave)
-    rather than at the next tick. skip_locked: a deployment a tick is stepping sees them anyway."""
+    rather than at the next tick. skip_locked: a deployment a tick is stepping sees them anyway.
+
+    Successes while the current wave still has devices at work change nothing a step acts on
+    (the failure rate only falls, the wave is not done), unless a rate limit (max_concurrent,
+    max_per_minute) lets the next devices go: then it steps as before. A 10,000-device rollout
+    applies its reports in ~60 batches; this saves a locked step in nearly all of them.
+    """
     running = Deployment.objects.filter(pk__in=pks, state=DeploymentState.RUNNING).values_list(
-        "pk", flat=True
+        "pk", "current_wave", "max_concurrent", "max_per_minute"
     )
-    for pk in running:
+    for pk, wave, max_concurrent, max_per_minute in running:
+        limited = bool(max_concurrent or max_per_minute)
+        if pk not in failed and not limited and rollout.wave_busy(pk, wave):
+            continue
         rollout.step_by_id(pk=pk, now=now)
 
 

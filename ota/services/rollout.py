@@ -163,12 +163,17 @@ def _chunks(items: list, size: int = 900) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _wave_done(deployment: Deployment, wave: int) -> bool:
-    return not DeviceUpdate.objects.filter(
+def wave_busy(deployment_pk: int, wave: int) -> bool:
+    """Some device of the wave is pending, or got the offer and has not finished."""
+    return DeviceUpdate.objects.filter(
         Q(state="pending") | Q(state__in=IN_FLIGHT, delivered_at__isnull=False),
-        deployment=deployment,
+        deployment_id=deployment_pk,
         wave=wave,
     ).exists()
+
+
+def _wave_done(deployment: Deployment, wave: int) -> bool:
+    return not wave_busy(deployment.pk, wave)
 
 
 def _shadow_ready(deployment: Deployment, wave: int) -> bool:

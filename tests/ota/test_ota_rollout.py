@@ -421,3 +421,42 @@ def test_an_ingest_batch_of_alike_reports_is_one_statement(
     updates = [q for q in queries.captured_queries if q["sql"].startswith('UPDATE "ota_deviceupdate"')]
     assert len(updates) == 1
     assert DeviceUpdate.objects.filter(state="downloading").count() == 20
+
+
+def test_successes_mid_wave_skip_the_locked_step_and_the_wave_s_last_one_advances_it(
+    system, release_factory, fleet_devices, outbox, sim
+):
+    from telemetry.ingest.types import Inbound
+
+    release = release_factory()
+    devices = fleet_devices(10)
+    deployment = deploy(system, release, devices, waves=[50, 100])
+    first = [d for d in devices if outbox.for_device(d.device_id)]
+    assert len(first) == 5
+    offer = outbox.offers(first[0].device_id)[0]
+    agent = sim(first[0].device_id)
+
+    def succeeded(batch):
+        return [
+            Inbound(
+                device_pk=d.pk,
+                device_id=d.device_id,
+                kind="ota",
+                message=agent.report(offer, "succeeded"),
+                received_at=dt.datetime.now(dt.UTC),
+                topic=f"fleet/v1/devices/{d.device_id}/up/ota",
+            )
+            for d in batch
+        ]
+
+    with CaptureQueriesContext(connection) as queries:
+        handlers.handle_reports(items=succeeded(first[:3]))
+    # Two devices of the wave are still at work: nothing to step, so no row lock on the deployment.
+    assert not any("FOR UPDATE" in q["sql"] for q in queries.captured_queries)
+    assert all(not outbox.for_device(d.device_id) for d in devices if d not in first)
+    with CaptureQueriesContext(connection) as queries:
+        handlers.handle_reports(items=succeeded(first[3:]))
+    assert any("FOR UPDATE" in q["sql"] for q in queries.captured_queries)
+    assert all(outbox.for_device(d.device_id) for d in devices)  # the next wave, at once
+    deployment.refresh_from_db()
+    assert deployment.current_wave == 1
