@@ -33,7 +33,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -41,6 +41,7 @@ import requests
 
 from edge.agent.sent_log import read as read_sent_log
 from stack.config import BASE_DIR
+from tests.edge.agent.agent_process import AgentProcess
 from tests.edge.agent.agent_proxy import TcpProxy
 from tests.edge.detector_models import default_model, tiny_model
 from tests.stack.conftest import Api, E2EStack, wait_for
@@ -54,27 +55,22 @@ OFFLINE_S = 60.0  # one camera's link is down this long
 
 @dataclass
 class Camera:
-    """One `python -m edge` agent process and its state directory."""
+    """One camera: its `python -m edge` agent process (tests/edge/agent/agent_process.py) and state directory."""
 
     name: str
     state_dir: Path
     alert_labels: tuple[str, ...]
     seed: int
-    proc: subprocess.Popen | None = None
     device_id: str = ""
     proxy: TcpProxy | None = None  # between it and the broker, instead of the enrolled endpoint
+    agent: AgentProcess = field(init=False)
 
-    @property
-    def config_file(self) -> Path:
-        return self.state_dir / "agent.json"
+    def __post_init__(self) -> None:
+        self.agent = AgentProcess(self.state_dir, self.name)
 
     @property
     def sent_log(self) -> Path:
         return self.state_dir / "sent.jsonl"
-
-    @property
-    def log_file(self) -> Path:
-        return self.state_dir / "agent.log"
 
     def enroll(self, url: str, token: str) -> subprocess.Popen:
         return subprocess.Popen(
@@ -121,32 +117,7 @@ class Camera:
         }
         if self.proxy is not None:
             config["mqtt_port"] = self.proxy.port
-        self.config_file.write_text(json.dumps(config))
-
-    def start(self) -> None:
-        with self.log_file.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "edge", "run", "--config", str(self.config_file)],
-                cwd=BASE_DIR,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def ota_state(self) -> dict:
-        try:
-            return json.loads((self.state_dir / "ota" / "state.json").read_text())
-        except (OSError, ValueError):
-            return {}
+        self.agent.write_config(config)
 
 
 def device(api: Api, device_id: str) -> dict:
@@ -198,10 +169,10 @@ def cameras(fleet_stack: E2EStack, api: Api, tmp_path_factory) -> list[Camera]:
     cams[3].proxy = TcpProxy((fleet_stack.config.host, int(fleet_stack.env["MQTT_DEVICE_PORT"])))
     for cam in cams:
         cam.write_config(root)
-        cam.start()
+        cam.agent.start()
     yield cams
     for cam in cams:
-        cam.stop()
+        cam.agent.stop()
     cams[3].proxy.close()
 
 
@@ -315,7 +286,7 @@ def test_the_production_stack_end_to_end(fleet_stack: E2EStack, api: Api, camera
     assert by_device[c.device_id]["notified_at"] is None and by_device[d.device_id]["notified_at"] is None
     # cam-0 reverted by itself: it runs 1.0.0 and remembers the release it refused.
     assert device(api, a.device_id)["model_version"] == f"{MODEL}@1.0.0"
-    assert a.ota_state()["rolled_back"]["serial"] == v2["serial"]
+    assert a.agent.ota_state().rolled_back.serial == v2["serial"]
     assert device(api, b.device_id)["model_version"] == f"{MODEL}@2.0.0"
 
     # The operator aborts with rollback: cam-1 goes back to 1.0.0 under a new, higher serial.
@@ -413,7 +384,7 @@ def test_the_production_stack_end_to_end(fleet_stack: E2EStack, api: Api, camera
     for cam in cameras:
         wait_for(lambda cam=cam: drained(cam), f"{cam.name} drained its queue", 60)
     for cam in cameras:
-        cam.stop()
+        cam.agent.stop()
     offline_samples = []
     for cam in cameras:
         sent = read_sent_log(cam.sent_log)

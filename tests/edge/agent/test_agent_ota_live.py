@@ -20,6 +20,7 @@ import io
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from agent_helpers import agent_config, running
@@ -59,6 +60,7 @@ class Server:
         self.offers: list = []  # decoded down/ota offers, as published
         self.reports: list = []  # every decoded up/ota the agent sent, in arrival order
         self.statuses: list = []
+        self.up: list[tuple[str, str, Any]] = []  # (device id, kind, decoded message) of every up/ message
 
     def pump(self) -> None:
         from ota.services import tick
@@ -73,7 +75,10 @@ class Server:
                     self.offers.append(decode_down("ota", m.payload))
                 continue
             if m.payload:
-                (self.reports if t.kind == "ota" else self.statuses).append(decode_up(t.kind, m.payload))
+                msg = decode_up(t.kind, m.payload)
+                self.up.append((t.device_id, t.kind, msg))
+                if t.kind in ("ota", "status"):
+                    (self.reports if t.kind == "ota" else self.statuses).append(msg)
                 batch.append(RawMessage(topic=m.topic, payload=m.payload, received_at=timezone.now()))
         if batch:
             result = ingest_batch(messages=batch)
