@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # The full suite runs on PostgreSQL; the registry and API suites run again on SQLite (the embedded default).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/fleet
-SQLITE_TESTS ?= tests/devices tests/accounts tests/fleet/test_api_errors.py tests/fleet/test_health.py
+SQLITE_TESTS ?= tests/devices tests/accounts tests/fleet/test_api_errors.py tests/fleet/test_health.py tests/telemetry/test_quality.py
 PYTEST_ARGS ?=
 # e.g. make demo DEMO_ARGS="--port 8001 --verbose" (the broker's port: MQTT_DEVICE_PORT=18883 make demo)
 DEMO_ARGS ?=

@@ -72,11 +72,9 @@ def _cohorts(deployment: Deployment, wave: int, since: dt.datetime, *, shadow: b
                 }
             )
         return out
-    # Every device that took the new model in this deployment: never a control.
-    updated = list(
-        DeviceUpdate.objects.filter(deployment=deployment, state__in=lifecycle.TOOK_NEW_MODEL).values_list(
-            "device_id", flat=True
-        )
+    # Every device that took the new model in this deployment: never a control (a subquery: thousands).
+    updated = DeviceUpdate.objects.filter(deployment=deployment, state__in=lifecycle.TOOK_NEW_MODEL).values(
+        "device_id"
     )
     min_devices = deployment.gates.get("min_devices", gates.DEFAULTS["min_devices"])
     for (hw_pk, hw_name), g in sorted(groups.items(), key=lambda kv: str(kv[0][1])):

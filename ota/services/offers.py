@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-import msgspec
 from django.conf import settings
 
 from devices.models import Device
@@ -83,9 +82,11 @@ def offers_send(
             artifact_url=_presigned(artifact),
             shadow=shadow,
         )
-        # Validated once above; each device's copy differs only in its message id.
+        # Validated and encoded once; each device's copy differs only in its message id, which comes
+        # first in the envelope (re-validating the manifest per copy was most of a wave's encoding).
+        payload, first_id = encode(offer), offer.id.encode()
         messages += [
-            (topics.down(device_id, "ota"), encode(msgspec.structs.replace(offer, id=new_message_id())))
+            (topics.down(device_id, "ota"), payload.replace(first_id, new_message_id().encode(), 1))
             for device_id in members
         ]
     send(messages)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import msgspec
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -69,6 +70,10 @@ def test_waves_advance_and_the_deployment_completes(system, release_factory, fle
     assert deployment.state == "completed"
     assert set(states(deployment).values()) == {"succeeded"}
     assert all(s.installed == release.serial for s in sims.values())
+    # Every device got the same offer under a message id of its own.
+    offers = [outbox.offers(d)[0] for d in sims]
+    assert len({o.id for o in offers}) == len(offers)
+    assert len({msgspec.json.encode(msgspec.structs.replace(o, id="x", ts=0)) for o in offers}) == 1
 
 
 def test_a_30_percent_failure_canary_pauses_the_rollout(system, release_factory, fleet_devices, outbox, sim):

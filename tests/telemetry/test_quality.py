@@ -116,6 +116,32 @@ def test_cohort_summary_rates_are_per_camera_hour():
     assert other.devices == {c.pk}
 
 
+def test_the_database_adds_up_a_cohort_as_the_rollups_do():
+    """quality_summary (aggregated by the database, for the gates) = summarize (Python, for the rollups)
+    over the same windows: mixed labels, missing latencies, scores and CPU, zero-frame windows."""
+    devices = [DeviceFactory() for _ in range(4)]
+    t = T0.timestamp()
+    _ingest(devices[0], [window(t, cpu_pct=40.0, temp_c=51.5, crashes=2, dropped_frames=7)])
+    _ingest(
+        devices[0], [window(t + 120, frames=300, latency_p50_ms=80.0, latency_p95_ms=95.0, score_mean=0.9)]
+    )
+    _ingest(devices[1], [window(t, latency_p50_ms=None, latency_p95_ms=None, detections={"dog": 3})])
+    _ingest(devices[2], [window(t, score_mean=None, detections={}, frames=0, cpu_pct=10.0, temp_c=60.0)])
+    _ingest(devices[3], [window(t, role="shadow", matched=90, reference=100, extra=4)])
+    _ingest(devices[3], [window(t + 120, version="1.0", detections={"person": 999})])  # another version
+    pks = [d.pk for d in devices]
+    rows = ModelQualitySample.objects.filter(device_id__in=pks, version="2.0")
+    for role in ("active", "shadow"):
+        by_db = quality_summary(device_pks=pks, role=role, version="2.0", since=T0)
+        by_python = summarize(rows.filter(role=role).values())
+        assert by_db.windows > 0 and by_db.devices == by_python.devices
+        assert by_db.as_dict() == by_python.as_dict()
+        db_figures, python_figures = by_db.figures(), by_python.figures()
+        assert db_figures.pop("detections") == python_figures.pop("detections")
+        assert db_figures == pytest.approx(python_figures)
+    assert quality_summary(device_pks=pks, version="3.0", since=T0).as_dict() == summarize([]).as_dict()
+
+
 def test_retention_drops_old_windows_and_rollups(settings):
     a = DeviceFactory()
     _ingest(a, [window(T0.timestamp())])
