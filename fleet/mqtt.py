@@ -20,6 +20,7 @@ import struct
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ _PUBACK_COMMAND = 0x40
 _PUBACK = struct.Struct("!BBH")  # fixed header, remaining length 2, packet id
 
 PUBLISHED = Counter("fleet_mqtt_published_total", "Messages the server published", ["result"])
+PUBLISH_WINDOW = 100  # QoS 1 messages publish_many keeps in flight: plenty for loopback and LAN round trips
 
 
 class MqttError(FleetError):
@@ -97,17 +99,47 @@ def client_id_for(role: str) -> str:
 RawPublish = Callable[[bytes, bytes, int, int], None]  # (topic bytes, payload, mid, qos)
 
 
-class _LeanClient(paho.Client):
-    """paho's client with a lean path for incoming QoS 0/1 PUBLISH: topic, payload and packet id only.
+# PUBACK reason codes of MQTT 5 (0x80 and above: refused); 3.1.1 has none, its brokers drop silently.
+_NOT_AUTHORIZED = 0x87
 
-    For each PUBLISH paho builds an MQTTMessage, parses the MQTT 5 properties into a Properties
-    object, decodes the topic for a debug log line and walks its topic-filter table for
-    per-topic callbacks: about half of what a message costs the receiving thread, which is the
-    ingest's ceiling (bench/README.md, "Ingest"). The ingest reads none of that. Anything this
-    path does not expect (QoS 2, a short packet) goes to paho's own handler.
+
+class _LeanClient(paho.Client):
+    """paho's client with lean paths for incoming QoS 0/1 PUBLISH and PUBACK.
+
+    PUBLISH: topic, payload and packet id only. For each PUBLISH paho builds an MQTTMessage, parses
+    the MQTT 5 properties into a Properties object, decodes the topic for a debug log line and
+    walks its topic-filter table for per-topic callbacks: about half of what a message costs the
+    receiving thread, which is the ingest's ceiling (bench/README.md, "Ingest"). The ingest reads
+    none of that. Anything this path does not expect (QoS 2, a short packet) goes to paho's own
+    handler.
+
+    PUBACK: paho builds a ReasonCode and a Properties object per PUBACK and calls on_publish, which
+    no Fleet connection sets: most of what a wave of OTA offers cost the publisher. And it marks a
+    message the broker refused (MQTT 5 reason 0x80 and above) as published; here its `rc` says so
+    (MQTT_ERR_ACL_DENIED for 0x87 not authorized, MQTT_ERR_UNKNOWN for the others).
     """
 
     on_publish_raw: RawPublish | None = None
+
+    def _handle_pubackcomp(self, cmd: str) -> MQTTErrorCode:
+        packet: bytes = self._in_packet["packet"]
+        if cmd != "PUBACK" or self.on_publish is not None or len(packet) < 2:
+            return super()._handle_pubackcomp(cmd)
+        mid = int.from_bytes(packet[:2], "big")
+        reason = packet[2] if self._protocol == MQTT_V5 and len(packet) > 2 else 0
+        with self._out_message_mutex:
+            msg = self._out_messages.pop(mid, None)
+            if msg is None:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            if reason >= 0x80:
+                denied = reason == _NOT_AUTHORIZED
+                msg.info.rc = MQTTErrorCode.MQTT_ERR_ACL_DENIED if denied else MQTTErrorCode.MQTT_ERR_UNKNOWN
+            msg.info._set_as_published()
+            if msg.qos > 0:
+                self._inflight_messages -= 1
+                if self._max_inflight_messages > 0:
+                    return self._update_inflight()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _handle_publish(self) -> MQTTErrorCode:
         publish = self.on_publish_raw
@@ -176,7 +208,7 @@ class Connection:
         kwargs: dict[str, Any] = {"client_id": client_id, "protocol": protocol, "manual_ack": manual_ack}
         if protocol != MQTT_V5:
             kwargs["clean_session"] = clean_start
-        client = (_LeanClient if on_publish else paho.Client)(CallbackAPIVersion.VERSION2, **kwargs)
+        client = _LeanClient(CallbackAPIVersion.VERSION2, **kwargs)
         if on_publish is not None:
             client.on_publish_raw = lambda topic, payload, mid, qos: on_publish(
                 self, topic, payload, mid, qos
@@ -186,10 +218,9 @@ class Connection:
             context.load_cert_chain(config.cert_file, config.key_file)
             client.tls_set_context(context)
         client.reconnect_delay_set(min_delay=reconnect_min_delay, max_delay=10)
-        # Outgoing QoS 1 window for publish_many. paho walks its in-flight messages on every PUBACK to
-        # find the next queued one, so a window of 1000 cost a wave of 3,300 offers twice the CPU of
-        # 100, which already keeps loopback and LAN round trips busy.
-        client.max_inflight_messages_set(100)
+        # No in-flight limit in paho: publish_many keeps its own window (PUBLISH_WINDOW). paho's walks
+        # its in-flight messages on every PUBACK to find the next queued one.
+        client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -361,36 +392,49 @@ def publish_many(
     retain: bool = False,
     timeout: float | None = None,
 ) -> None:
-    """Publish (topic, payload) pairs in order, then wait for all their PUBACKs. Raises MqttError.
+    """Publish (topic, payload) pairs in order, up to PUBLISH_WINDOW ahead of their PUBACKs, and
+    return once all are acknowledged. Raises MqttError.
 
     Waiting for each PUBACK before the next publish makes N messages cost N round trips to the
-    broker: a wave of 3,000 OTA offers held the ingest's committer for a second. Here paho keeps
-    its in-flight window full and the wait is once, for the slowest; `timeout` is what one
-    message may take, plus a millisecond per message for the queue ahead of it.
+    broker: a wave of 3,000 OTA offers held the ingest's committer for a second. `timeout` is what
+    one message may take, plus a millisecond per message for those ahead of it.
     """
     if not messages:
         return
     timeout = settings.MQTT_PUBLISH_TIMEOUT_S if timeout is None else timeout
-    publisher = _get_publisher(timeout)
-    infos = []
+    client = _get_publisher(timeout).client
+    deadline = time.monotonic() + timeout + len(messages) / 1000
+    pending: deque[tuple[str, paho.MQTTMessageInfo]] = deque()
     for topic, payload in messages:
-        info = publisher.client.publish(topic, payload, qos=qos, retain=retain)
+        while len(pending) >= PUBLISH_WINDOW:
+            _acknowledged(*pending.popleft(), deadline, timeout)
+        info = client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             PUBLISHED.labels("error").inc()
             raise MqttError("mqtt_publish_failed", f"publish to {topic} failed: {paho.error_string(info.rc)}")
-        infos.append((topic, info))
-    if qos:
-        deadline = time.monotonic() + timeout + len(infos) / 1000
-        for topic, info in infos:
-            try:
-                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-            except (RuntimeError, ValueError) as exc:
-                PUBLISHED.labels("error").inc()
-                raise MqttError("mqtt_publish_failed", f"publish to {topic} failed: {exc}") from exc
-            if not info.is_published():
-                PUBLISHED.labels("timeout").inc()
-                raise MqttError("mqtt_timeout", f"no PUBACK for {topic} within {timeout:.1f} s")
-    PUBLISHED.labels("ok").inc(len(infos))
+        if qos:
+            pending.append((topic, info))
+    while pending:
+        _acknowledged(*pending.popleft(), deadline, timeout)
+    PUBLISHED.labels("ok").inc(len(messages))
+
+
+def _acknowledged(topic: str, info: paho.MQTTMessageInfo, deadline: float, timeout: float) -> None:
+    """Wait for one message's PUBACK (until `deadline`); MqttError if refused, failed or late."""
+    try:
+        info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+    except (RuntimeError, ValueError) as exc:
+        if info.rc in (MQTTErrorCode.MQTT_ERR_ACL_DENIED, MQTTErrorCode.MQTT_ERR_UNKNOWN):
+            PUBLISHED.labels("refused").inc()
+            raise MqttError(
+                "mqtt_publish_refused",
+                f"the broker refused the publish to {topic}: {paho.error_string(info.rc)}",
+            ) from exc
+        PUBLISHED.labels("error").inc()
+        raise MqttError("mqtt_publish_failed", f"publish to {topic} failed: {exc}") from exc
+    if not info.is_published():
+        PUBLISHED.labels("timeout").inc()
+        raise MqttError("mqtt_timeout", f"no PUBACK for {topic} within {timeout:.1f} s")
 
 
 def publish_on_commit(topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:

@@ -233,6 +233,21 @@ def test_publish_many_keeps_order_and_waits_for_every_puback(broker_settings, mo
     mqtt.publish_many([])  # nothing to send: no connection needed
 
 
+def test_a_publish_the_broker_refuses_is_an_error_not_a_success(broker_settings, mosquitto):
+    """Mosquitto refuses, with PUBACK reason 0x87 on MQTT 5, what the server identity's ACL does not
+    allow: paho would count it published; the server must not think the device was told."""
+    refused = mqtt.PUBLISHED.labels("refused")
+    before = refused._value.get()
+    try:
+        with pytest.raises(mqtt.MqttError) as error:
+            mqtt.publish_many([(topics.down("cam-pub-3", "cmd"), b"{}"), ("not/fleet/topic", b"{}")])
+        assert error.value.code == "mqtt_publish_refused" and "not/fleet/topic" in error.value.message
+        assert refused._value.get() - before == 1
+        mqtt.publish(topics.down("cam-pub-3", "cmd"), b"{}")  # the connection is still good
+    finally:
+        mqtt.close_publisher()
+
+
 def test_publish_waits_for_the_broker_and_fails_clearly_without_one(broker_settings, mosquitto, fleet_pki):
     received = []
     identity = fleet_pki.device("cam-pub-1")
