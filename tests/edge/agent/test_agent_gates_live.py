@@ -32,7 +32,7 @@ if "pytest_django.plugin" not in sys.modules:  # run with -p no:django
     pytest.skip("needs pytest-django's live server and database", allow_module_level=True)
 
 from live_fixtures import hardware_model, identity_pki, live_enroll, make_token, unthrottled  # noqa: F401
-from test_agent_ota_live import HARDWARE, MODEL, Server, live, ota_keys, release  # noqa: F401
+from test_agent_ota_live import DEADLINE_S, HARDWARE, MODEL, Server, live, ota_keys, release  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -61,6 +61,38 @@ class FleetServer(Server):
         for agent in self.agents:
             agent.check_running()
         super().pump()
+
+    def until(self, predicate, what: str, timeout: float = DEADLINE_S) -> None:
+        try:
+            super().until(predicate, what, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.rollouts()}") from None
+
+    def rollouts(self) -> str:
+        """What the server knows of each deployment, for a failure message: state, gates, devices, and
+        the shadow windows each camera sent (a rollout that hangs says where)."""
+        from ota.models import Deployment, DeviceUpdate
+
+        lines = []
+        for d in Deployment.objects.order_by("pk"):
+            lines.append(
+                f"{d.deployment_id} {d.state} ({d.state_reason}) wave {d.current_wave}, "
+                f"shadow activated {d.shadow_activated_wave}, wave done at {d.wave_done_at}"
+            )
+            lines += [f"  gate {g}" for g in d.gate_results]
+            lines += [
+                f"  {device} wave {wave}: {state} {reason}"
+                for device, wave, state, reason in DeviceUpdate.objects.filter(deployment=d)
+                .order_by("wave", "device_id")
+                .values_list("device__device_id", "wave", "state", "reason")
+            ]
+        for device_id, _, m in self.up:
+            for q in getattr(m, "quality", ()):
+                if q.role == "shadow":
+                    lines.append(
+                        f"  {device_id} shadow {q.version}: {q.frames} frames, {q.matched}/{q.reference}"
+                    )
+        return "\n".join(lines)
 
     def mark(self) -> int:
         """A point in the up/ stream, for what a device said after it."""
