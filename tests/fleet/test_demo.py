@@ -109,7 +109,8 @@ def test_demo_console_is_quiet_unless_verbose(settings):
 
     from demo.console import quiet_logging
 
-    settings.LOGGING = {**settings.LOGGING, "loggers": dict(settings.LOGGING.get("loggers", {}))}
+    original = settings.LOGGING
+    settings.LOGGING = {**original, "loggers": dict(original.get("loggers", {}))}
     try:
         quiet_logging(verbose=False)
         assert logging.getLogger().level == logging.WARNING
@@ -120,7 +121,9 @@ def test_demo_console_is_quiet_unless_verbose(settings):
     finally:
         from django.utils.log import configure_logging
 
-        configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)
+        # The original, not settings.LOGGING: quiet_logging wrote WARNING into that copy, and a root
+        # logger left at WARNING hid INFO lines from every later test in the session.
+        configure_logging(settings.LOGGING_CONFIG, original)
 
 
 def test_demo_status_line_counts_what_an_operator_looks_for():

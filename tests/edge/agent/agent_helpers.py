@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import time
 import uuid
@@ -97,12 +98,19 @@ def agent_config(state_dir: Path, **overrides) -> AgentConfig:
 
 @contextlib.contextmanager
 def running(config: AgentConfig) -> Iterator[Agent]:
+    """An agent in this process, logging at its configured level as `python -m edge run` sets it
+    (the root logger's level is otherwise whatever earlier tests left: at WARNING the agent's
+    INFO lines, "connected" among them, never reach its log ring)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(config.log_level.upper())
     agent = Agent(config)
     agent.start()
     try:
         yield agent
     finally:
         agent.close()
+        root.setLevel(level)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0, step: float = 0.05) -> bool:

@@ -72,7 +72,7 @@ def test_command_is_acknowledged_then_succeeds(device, tmp_path, broker_logs_qui
         assert second.result == {"log_level": "debug"}
 
         # The agent shares this test process (and its log ring) with the broker and the server side:
-        # at debug level their lines come between, so ask for more than the few the agent wrote since.
+        # at debug level their lines come between, so ask for more than the few it wrote since.
         send_command(server, ident.device_id, "cmd-2", "request_logs", args={"lines": 1000})
         done = acks(server, "cmd-2", 2)[1]
         assert done.status == "succeeded" and any("connected" in line for line in done.result["lines"])
