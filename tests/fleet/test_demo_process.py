@@ -133,6 +133,10 @@ def test_demo_tells_the_story_and_ctrl_c_stops_everything_it_started(tmp_path):
         releases = session.get(f"{base}/api/v1/releases/", timeout=10).json()["results"]
         release = next(r for r in releases if r["model"] == "nanodet-g" and r["version"] == "3.0.4")
         assert release["signed_by"] and release["manifest"]["signatures"]
+        # One release, a build per hardware: the low-power ARM model is offered the int8 build.
+        assert [(b["hardware_model"], b["manifest"]["signed"]["serial"]) for b in release["artifacts"]] == [
+            ("edgecam-arm64-npu", release["serial"])
+        ]
         deployments = session.get(f"{base}/api/v1/deployments/", timeout=10).json()["results"]
         (deployment,) = deployments
         assert deployment["state"] == "draft" and deployment["release"] == release["id"]
