@@ -202,20 +202,23 @@ def _shadow_phase(deployment: Deployment, wave: int, now: dt.datetime) -> bool:
         deployment=deployment, wave=wave, now=now, soak_end=soak_end, shadow=True
     ):
         return True
-    # Passed: the same release again without `shadow` tells the wave's cameras to switch to it.
+    # Passed: the same release again without `shadow` tells the wave's cameras to switch to it. The
+    # ones still unfinished but not in shadow were told while offline and never got it: the switch
+    # replaces the shadow offer the broker keeps for them (run first, it still ends in the switch).
+    # Nothing else would tell them later, and a camera in shadow never times out.
     deployment.shadow_activated_wave, deployment.wave_done_at = wave, None
     deployment.save(update_fields=["shadow_activated_wave", "wave_done_at", "updated_at"])
-    shadowing = list(
-        DeviceUpdate.objects.filter(deployment=deployment, wave=wave, state="shadow").values_list(
+    told = list(
+        DeviceUpdate.objects.filter(deployment=deployment, wave=wave, state__in=IN_FLIGHT).values_list(
             "device__device_id", flat=True
         )
     )
-    offers_send(deployment=deployment, device_ids=shadowing)
+    offers_send(deployment=deployment, device_ids=told)
     audit_record(
         actor=ENGINE,
         action="deployment.activate",
         instance=deployment,
-        after={"wave": wave, "devices": len(shadowing)},
+        after={"wave": wave, "devices": len(told)},
     )
     return False
 

@@ -513,6 +513,48 @@ def test_a_shadow_wave_is_activated_only_after_its_gate_passes(
 
 
 @pytestmark_db
+def test_a_camera_offline_when_its_shadow_wave_is_activated_switches_when_it_comes_back(
+    system, release_factory, fleet_devices, outbox, sim
+):
+    """The wave's gate passes on the cameras that shadowed; one that was offline (told, never
+    delivered) is told to switch too, so the stale shadow offer it finds on reconnecting is
+    replaced. Even if it runs that one first, it ends on the release and the rollout completes
+    (a camera in shadow never times out: left there, it would hold the wave open for ever)."""
+    from ota import handlers
+
+    new = release_factory("2.0.0")
+    (online,) = fleet_devices(1)
+    (away,) = fleet_devices(1, online=False)
+    sims = {d.device_id: sim(d.device_id) for d in (online, away)}
+    deployment = deploy(
+        system, new, [online, away], canary_count=0, waves=[100], gates=SHADOW_GATES,
+        shadow={"share": 0.5, "soak_s": 0}, device_timeout_s=60,
+    )  # fmt: skip
+    stale = outbox.offers(away.device_id)[-1]
+    assert stale.shadow is not None
+    assert DeviceUpdate.objects.get(deployment=deployment, device=away).delivered_at is None
+    shadow_to(sims[online.device_id], outbox, online.device_id)
+    report_shadow(online, version="2.0.0", matched=97)
+    tick()
+    deployment.refresh_from_db()
+    assert deployment.gate_results[0]["state"] == "passed" and deployment.shadow_activated_wave == 0
+    for device in (online, away):  # both told to switch: the same release, no shadow
+        switch = outbox.offers(device.device_id)[-1]
+        assert switch.shadow is None and switch.manifest == stale.manifest
+    finish(sims[online.device_id], outbox, online.device_id)
+    # Back online, it runs the stale shadow offer first (the broker had it), then the switch.
+    sims[away.device_id].verify(stale)
+    for state in ("downloading", "verifying", "shadow"):
+        handlers.handle(device_id=away.device_id, message=sims[away.device_id].report(stale, state))
+    finish(sims[away.device_id], outbox, away.device_id)
+    deployment.refresh_from_db()
+    assert deployment.state == "completed"
+    assert set(DeviceUpdate.objects.filter(deployment=deployment).values_list("state", flat=True)) == {
+        "succeeded"
+    }
+
+
+@pytestmark_db
 def test_a_build_that_misses_in_shadow_is_stopped_on_the_canary_and_never_activated(
     system, release_factory, fleet_devices, outbox, sim
 ):
