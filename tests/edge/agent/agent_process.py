@@ -22,6 +22,7 @@ from edge.agent.config import AgentConfig, load_config
 from edge.ota.state import OtaState, StateStore
 
 REPO = Path(__file__).resolve().parents[3]
+CAMERA_FAILED = b"camera thread failed"  # edge.agent.camera logs it when its thread dies on a bug
 STOP_TIMEOUT_S = 20.0  # SIGTERM to exit: the agent joins its camera (5 s) and workers (2 s each)
 
 
@@ -46,6 +47,7 @@ class AgentProcess:
         self.state_dir = state_dir
         self.name = name or state_dir.name
         self.proc: subprocess.Popen | None = None
+        self._log_read = 0  # how far check_running has read the log
 
     @property
     def config_file(self) -> Path:
@@ -79,9 +81,24 @@ class AgentProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def check_running(self) -> None:
-        """Raise with the log's tail if the process has exited (a dead camera fails fast, not by timeout)."""
+        """Raise with the log's tail if the process has exited, or lives on with its camera thread
+        dead (a dead camera fails fast, not by timeout)."""
         if self.proc is not None and not self.running:
             raise AssertionError(f"agent {self.name} exited with {self.proc.returncode}\n{self.log_tail()}")
+        if self._log_has(CAMERA_FAILED):
+            raise AssertionError(f"agent {self.name}: its camera thread failed\n{self.log_tail()}")
+
+    def _log_has(self, text: bytes) -> bool:
+        """Whether the log written since the last call holds `text` (a match across the two reads too)."""
+        start = max(0, self._log_read - len(text) + 1)
+        try:
+            with self.log_file.open("rb") as fh:
+                fh.seek(start)
+                chunk = fh.read()
+        except OSError:
+            return False
+        self._log_read = start + len(chunk)
+        return text in chunk
 
     def terminate(self) -> None:
         """SIGTERM, as the init system stops a camera's agent."""
