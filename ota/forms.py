@@ -24,6 +24,13 @@ class ReleaseForm(forms.Form):
     hardware_models = forms.ModelMultipleChoiceField(
         HardwareModel.objects.all(), help_text="Cameras that may install it."
     )
+    builds = forms.ModelMultipleChoiceField(
+        ModelArtifact.objects.all(),
+        required=False,
+        label="Builds per hardware",
+        help_text="Other builds of the model (int8 for low-power cameras, say): each is signed for the "
+        "hardware models above that it targets; the artifact serves the rest.",
+    )
     version = forms.CharField(max_length=64, required=False, help_text="Empty: the artifact's version.")
     min_agent_version = forms.RegexField(r"^\d+(\.\d+)*$", max_length=64, initial="1.0")
     expires_days = forms.IntegerField(

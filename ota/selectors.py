@@ -91,9 +91,10 @@ def failing_updates(*, deployment: Deployment, limit: int = 50) -> QuerySet[Devi
 
 
 def release_verification(*, release: Release, now: dt.datetime | None = None) -> tuple[bool, str]:
-    """Check a release's manifest now exactly as a device would (the key list in force, the root key).
+    """Check a release's manifests now exactly as a device would (the key list in force, the root key):
+    the main one for the first hardware model it names, and each per-hardware build's for its own.
 
-    (True, "…") when a device of the first listed hardware would accept it; (False, reason) otherwise.
+    (True, "…") when a device of each would accept its manifest; (False, reason) otherwise.
     """
     from ota.errors import OtaError
     from ota.services.keys import current_keylist, root_public_key
@@ -101,26 +102,35 @@ def release_verification(*, release: Release, now: dt.datetime | None = None) ->
     from protocol.manifest import verify_keylist, verify_manifest
 
     now = now or timezone.now()
-    hardware = sorted(hw.name for hw in release.hardware_models.all())
+    main_hardware = sorted(release.manifest.get("signed", {}).get("hardware_models") or [""])[0]
+    manifests = [(main_hardware, release.manifest)] + [
+        (build.hardware_model.name, build.manifest)
+        for build in release.artifacts.select_related("hardware_model")
+    ]
+    hardware = ""  # the manifest being checked: named in the reason when a release has several
     try:
         keylist = verify_keylist(
             current_keylist().document, root_public_key=root_public_key(), current_version=None, now=now
         )
-        verify_manifest(
-            release.manifest,
-            keylist=keylist,
-            installed_serial=None,
-            hardware_model=hardware[0] if hardware else "",
-            agent_version=release.min_agent_version,
-            now=now,
-        )
+        for hardware, manifest in manifests:
+            verify_manifest(
+                manifest,
+                keylist=keylist,
+                installed_serial=None,
+                hardware_model=hardware,
+                agent_version=release.min_agent_version,
+                now=now,
+            )
     except ManifestError as exc:
-        return False, f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
+        what = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
+        return False, f"the manifest for {hardware}: {what}" if hardware and len(manifests) > 1 else what
     except OtaError as exc:
         return False, exc.message
+    builds = f", {len(manifests)} manifests (one per build)" if len(manifests) > 1 else ""
     return (
         True,
-        f"signature valid (key {release.signed_by.keyid[:12]}…), key list v{keylist.version}, expires {release.expires_at:%Y-%m-%d}",
+        f"signature valid (key {release.signed_by.keyid[:12]}…){builds}, key list v{keylist.version}, "
+        f"expires {release.expires_at:%Y-%m-%d}",
     )
 
 

@@ -117,7 +117,9 @@ class ReleaseCreate(RoleRequired, View):
         if form.is_valid():
             data = dict(form.cleaned_data)
             data["hardware_models"] = [hw.name for hw in data["hardware_models"]]
+            builds = list(data.pop("builds"))
             try:
+                data["artifacts"] = services.builds_by_hardware(builds, data["hardware_models"])
                 release = services.release_create(actor=ui_actor(request), **data)
             except FleetError as exc:
                 apply_error(form, exc)

@@ -14,7 +14,7 @@ from ota.services.deployments import (
     deployment_start,
 )
 from ota.services.keys import keylist_publish, keys_init, keys_revoke, keys_rotate
-from ota.services.releases import release_create, release_delete, release_resign
+from ota.services.releases import builds_by_hardware, release_create, release_delete, release_resign
 from ota.services.reports import device_came_online, report_apply, reports_apply
 from ota.services.rollout import deployment_step, tick
 
@@ -22,6 +22,7 @@ __all__ = [
     "artifact_create",
     "artifact_delete",
     "artifact_update",
+    "builds_by_hardware",
     "deployment_abort",
     "deployment_create",
     "deployment_delete",

@@ -71,6 +71,37 @@ def _check_targets(artifact: ModelArtifact, names: set[str]) -> None:
         )
 
 
+def builds_by_hardware(builds: list[ModelArtifact], hardware_models: list[str]) -> dict[str, ModelArtifact]:
+    """release_create's `artifacts` from builds picked by artifact (the web form): each build serves
+    the release's hardware models it targets. OtaError on `builds` for a build that targets none of
+    them (or every hardware model: it would not say which) and for two builds of one hardware model."""
+    out: dict[str, ModelArtifact] = {}
+    for build in builds:
+        named = set(build.hardware_models.values_list("name", flat=True))
+        targets = sorted(named & set(hardware_models))
+        if not named:
+            raise OtaError(
+                "validation_error",
+                f"Build {build} names no hardware model: give it the hardware it is built for.",
+                fields={"builds": [f"{build} names no hardware model."]},
+            )
+        if not targets:
+            raise OtaError(
+                "validation_error",
+                f"Build {build} targets none of the release's hardware models ({', '.join(sorted(named))}).",
+                fields={"builds": [f"{build} targets none of the release's hardware models."]},
+            )
+        for name in targets:
+            if name in out:
+                raise OtaError(
+                    "validation_error",
+                    f"Two builds for {name}: {out[name]} and {build}; pick one.",
+                    fields={"builds": [f"Two builds for {name}."]},
+                )
+            out[name] = build
+    return out
+
+
 @transaction.atomic
 def release_create(
     *,

@@ -66,6 +66,7 @@ def test_demo_registers_the_default_model_as_one_release_with_an_int8_build_for_
     from demo.setup import demo_fleet_prepare, demo_models_register
     from edge.vision.models import COCO_LABELS
     from ota.models import ModelArtifact, Release
+    from ota.selectors import release_verification
 
     settings.DATA_DIR, settings.STORAGE_BACKEND, settings.MEDIA_ROOT = tmp_path, "local", tmp_path / "media"
     out = io.StringIO()
@@ -90,6 +91,8 @@ def test_demo_registers_the_default_model_as_one_release_with_an_int8_build_for_
         ["edgecam-arm64-npu"],
     )
     assert all(main[k] == int8[k] for k in ("model", "version", "serial"))
+    ok, detail = release_verification(release=release)  # what the release page says: each build checked
+    assert ok and "2 manifests (one per build)" in detail, detail
     assert "nanodet-g@3.0.4 registered" in out.getvalue() and "2 build(s)" in out.getvalue()
     assert demo_models_register(stdout=out) is None  # once
     assert Release.objects.count() == 1

@@ -158,3 +158,60 @@ def test_the_release_page_lists_its_builds(builds, client):
     client.force_login(UserFactory(role="viewer"))
     page = client.get(reverse("ota:release", args=[release.pk])).content.decode()
     assert 'data-build="cam-arm"' in page and str(int8) in page
+
+
+def test_an_operator_signs_a_release_with_per_hardware_builds_from_the_web_form(
+    system, root_key_path, client
+):
+    """The form's "Builds per hardware": each picked build serves the release's hardware it targets,
+    as the API's `artifacts` does; a build for none of them, or two for one, is refused by name."""
+    from django.urls import reverse
+
+    from ota.models import Release
+    from tests.factories import UserFactory
+
+    x86, arm = HardwareModelFactory(name="cam-x86"), HardwareModelFactory(name="cam-arm")
+
+    def artifact(version: str, variant: str, *hardware):
+        with default_model(variant).open("rb") as fh:
+            return artifact_create(
+                actor=system, name="person-det", version=version, file=fh, hardware_models=list(hardware)
+            )
+
+    fp32, int8 = artifact("2.0.0", "fp32", x86), artifact("2.0.0-int8", "int8", arm)
+    other_int8, anywhere = artifact("2.0.0-int8b", "int8", arm), artifact("2.0.0-any", "int8")
+    client.force_login(UserFactory(role="operator"))
+    url = reverse("ota:release-create")
+    form = {
+        "artifact": fp32.pk,
+        "hardware_models": [x86.pk, arm.pk],
+        "version": "2.0.0",
+        "min_agent_version": "1.0",
+    }
+    assert "Builds per hardware" in client.get(url).content.decode()
+
+    refused = client.post(url, {**form, "builds": [int8.pk, other_int8.pk]}).content.decode()
+    assert "Two builds for cam-arm: person-det@2.0.0-int8" in refused and "2.0.0-int8b" in refused
+    refused = client.post(url, {**form, "builds": [anywhere.pk]}).content.decode()
+    assert "names no hardware model" in refused
+    refused = client.post(url, {**form, "hardware_models": [x86.pk], "builds": [int8.pk]}).content.decode()
+    assert "person-det@2.0.0-int8 targets none of the release&#x27;s hardware models (cam-arm)" in refused
+    assert not Release.objects.exists()
+
+    signed = client.post(url, {**form, "builds": [int8.pk]})
+    release = Release.objects.get()
+    assert signed.status_code == 302 and signed.url == reverse("ota:release", args=[release.pk])
+    (build,) = release.artifacts.select_related("hardware_model", "artifact")
+    assert (build.hardware_model, build.artifact, release.artifact) == (arm, int8, fp32)
+    assert (
+        build.manifest["signed"]["sha256"] == int8.sha256
+        and build.manifest["signed"]["serial"] == release.serial
+    )
+    page = client.get(signed.url).content.decode()
+    assert 'data-build="cam-arm"' in page and 'data-verification="ok"' in page
+    assert "2 manifests (one per build)" in page  # each checked as a camera of its hardware would
+    # A build's manifest changed after signing: the page says which one fails, and why.
+    build.manifest["signed"]["size"] += 1
+    build.save(update_fields=["manifest"])
+    page = client.get(signed.url).content.decode()
+    assert 'data-verification="failed"' in page and "the manifest for cam-arm: bad_signature" in page
