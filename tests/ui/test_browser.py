@@ -273,6 +273,32 @@ def test_a_viewer_sees_no_write_buttons_and_a_forged_post_is_refused(ui, stack):
     assert sim.devices[0].connected
 
 
+def _release_with_an_int8_build():
+    """NanoDet-g fp32 for the simulated cameras and its int8 build for an ARM model, in one release."""
+    from devices.models import HardwareModel
+    from devices.services import hardware_model_create
+    from fleet.audit import Actor
+    from ota.services import artifact_create, release_create
+    from tests.edge.detector_models import default_model
+
+    system = Actor.system("test")
+    arm = hardware_model_create(actor=system, data={"name": "cam-arm", "cpu_arch": "arm64", "ram_mb": 512})
+    sim_cam = HardwareModel.objects.get(name="sim-cam")
+    built = {}
+    for variant, version, hardware in (("fp32", "3.0.4", sim_cam), ("int8", "3.0.4-int8", arm)):
+        with default_model(variant).open("rb") as fh:
+            built[variant] = artifact_create(
+                actor=system, name="nanodet-g", version=version, file=fh, hardware_models=[hardware]
+            )
+    return release_create(
+        actor=system,
+        artifact=built["fp32"],
+        hardware_models=["sim-cam", arm.name],
+        artifacts={arm.name: built["int8"]},
+        version="3.0.4",
+    )
+
+
 def test_every_page_renders_without_console_errors_at_both_widths(ui, stack):
     """Every page an admin can reach from the navigation, with data in it, at 1280 and 768 px."""
     from devices.models import Device, DeviceGroup
@@ -287,9 +313,11 @@ def test_every_page_renders_without_console_errors_at_both_widths(ui, stack):
     ui.sign_in("root")
     wait_for(lambda: Device.objects.filter(events__isnull=False).exists(), 30, "an event")
     device = Device.objects.filter(groups__in=DeviceGroup.objects.filter(name="crawl")).first()
+    release = _release_with_an_int8_build()
     paths = [
         "/", "/cameras/", f"/cameras/{device.device_id}/", "/events/", "/alerts/", "/updates/deployments/",
-        "/updates/deployments/new/", "/updates/releases/", "/updates/artifacts/", "/updates/artifacts/upload/",
+        "/updates/deployments/new/", "/updates/releases/", "/updates/releases/new/",
+        f"/updates/releases/{release.pk}/", "/updates/artifacts/", "/updates/artifacts/upload/",
         "/sites/", "/sites/new/", "/groups/", "/saved-filters/", "/enrollment-tokens/", "/bandwidth-policies/",
         "/bandwidth-policies/new/", "/alert-rules/", "/alert-rules/new/", "/account/tokens/", "/account/users/",
         "/account/password/", "/audit/", "/dead-letters/", "/api/docs/", "/admin/",
