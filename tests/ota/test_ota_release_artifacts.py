@@ -20,19 +20,21 @@ from tests.ota.test_ota_rollout import deploy, finish
 pytestmark = pytest.mark.django_db
 
 
+def artifact(system, version: str, variant: str, *hardware):
+    """person-det `version`: NanoDet-g's `variant` build (make model), for `hardware` (none: any)."""
+    with default_model(variant).open("rb") as fh:
+        return artifact_create(
+            actor=system, name="person-det", version=version, file=fh, hardware_models=list(hardware)
+        )
+
+
 @pytest.fixture
 def builds(system, root_key_path):
     """cam-x86 and cam-arm; artifacts person-det 2.0.0 (fp32) and 2.0.0-int8."""
     x86, arm = HardwareModelFactory(name="cam-x86"), HardwareModelFactory(name="cam-arm")
 
-    def artifact(version: str, variant: str, hw):
-        with default_model(variant).open("rb") as fh:
-            return artifact_create(
-                actor=system, name="person-det", version=version, file=fh, hardware_models=[hw]
-            )
-
     def make(version: str = "2.0.0"):
-        fp32, int8 = artifact(version, "fp32", x86), artifact(f"{version}-int8", "int8", arm)
+        fp32, int8 = artifact(system, version, "fp32", x86), artifact(system, f"{version}-int8", "int8", arm)
         release = release_create(
             actor=system,
             artifact=fp32,
@@ -172,14 +174,8 @@ def test_an_operator_signs_a_release_with_per_hardware_builds_from_the_web_form(
 
     x86, arm = HardwareModelFactory(name="cam-x86"), HardwareModelFactory(name="cam-arm")
 
-    def artifact(version: str, variant: str, *hardware):
-        with default_model(variant).open("rb") as fh:
-            return artifact_create(
-                actor=system, name="person-det", version=version, file=fh, hardware_models=list(hardware)
-            )
-
-    fp32, int8 = artifact("2.0.0", "fp32", x86), artifact("2.0.0-int8", "int8", arm)
-    other_int8, anywhere = artifact("2.0.0-int8b", "int8", arm), artifact("2.0.0-any", "int8")
+    fp32, int8 = artifact(system, "2.0.0", "fp32", x86), artifact(system, "2.0.0-int8", "int8", arm)
+    other_int8, anywhere = artifact(system, "2.0.0-int8b", "int8", arm), artifact(system, "2.0.0-any", "int8")
     client.force_login(UserFactory(role="operator"))
     url = reverse("ota:release-create")
     form = {
